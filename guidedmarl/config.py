@@ -1,0 +1,129 @@
+"""Typed, validated run configuration (pydantic).
+
+Every field carries its allowed range, so a bad value fails at load time with a message
+naming the field, e.g. ``ppo.learning_rate: Input should be greater than 0``. Domain
+settings live in ``domain_config`` and are validated by the domain's own model when the
+domain is built (see :mod:`guidedmarl.domain`).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from guidedmarl.guidance.schedules import LinearAlpha, ScheduleConfig
+
+Algo = Literal["dgpg", "mappo", "ippo"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PPOConfig(_Strict):
+    """PPO settings shared by DG-PG, MAPPO and IPPO (identical for all three learners)."""
+
+    learning_rate: float = Field(5e-4, gt=0, le=1, description="Adam step size for actor and critic")
+    gamma: float = Field(0.99, ge=0, le=1, description="discount factor")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    clip_coef: float = Field(0.2, gt=0, le=1, description="PPO ratio clip")
+    update_epochs: int = Field(4, ge=1, le=100, description="passes over each episode's batch")
+    num_minibatches: int = Field(4, ge=1, le=1024, description="minibatches per pass (split over time x env rows)")
+    entropy_coef: float = Field(0.01, ge=0, le=1)
+    value_coef: float = Field(0.5, ge=0, le=100)
+    max_grad_norm: float = Field(0.5, gt=0, le=1e6)
+    hidden: list[int] = Field(default_factory=lambda: [64, 64], min_length=1, description="hidden layer widths")
+    shared_parameters: bool = Field(True, description="one network for all agents (False: per-agent weights)")
+    value_normalization: bool = Field(True, description="critic learns standardised returns (running statistics)")
+
+
+class GuidanceConfig(_Strict):
+    """Descent guidance: only used by ``algo = dgpg``."""
+
+    alpha: ScheduleConfig = Field(default_factory=LinearAlpha, description="alpha schedule over training progress")
+    scaling: Literal["standardize", "scale", "none"] = Field(
+        "standardize", description="how g is put on the scale of the standardised advantage"
+    )
+    exact_difference: bool = Field(False, description="use g_i - 1/2 ||z_i||^2 (exact difference of d)")
+
+
+class EvalConfig(_Strict):
+    test_scenarios: int = Field(40, ge=1, le=10_000, description="held-out scenarios, run as parallel environments")
+    every: int = Field(1, ge=1, description="evaluate the policy every this many training episodes")
+    deterministic: bool = Field(True, description="greedy actions at evaluation")
+    heuristics: bool = Field(True, description="evaluate the domain's heuristics on the test set")
+
+
+class RunConfig(_Strict):
+    """One training run: ``guidedmarl run`` builds exactly this."""
+
+    domain: str = Field("cloud", min_length=1, description="registered domain name (see `guidedmarl domains`)")
+    algo: Algo = "dgpg"
+    agents: int = Field(50, ge=1, le=1_000_000, description="number of agents N")
+    episodes: int = Field(10, ge=1, le=1_000_000, description="training episodes (one PPO update each)")
+    envs: int = Field(1, ge=1, le=4096, description="parallel training environments per episode")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="drives every random generator of the run")
+    threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads (default: torch's)")
+    out: Path = Field(Path("runs/latest"), description="run directory")
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    guidance: GuidanceConfig = Field(default_factory=GuidanceConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    domain_config: dict[str, Any] = Field(default_factory=dict, description="domain settings, checked by the domain")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used; the message says which and why."""
+
+
+def format_validation_error(err: ValidationError, source: str = "config") -> str:
+    """One line per problem: ``field.path: message``."""
+    lines = [f"invalid {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) file into a dict, or JSON (.json)."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path} must end in .yaml, .yml, .toml or .json")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot parse {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings at the top level")
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; values in ``override`` win."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_config(data: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a settings dict into a :class:`RunConfig`, with readable errors."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None

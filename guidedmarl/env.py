@@ -1,0 +1,114 @@
+"""The environment contract: N cooperative agents, batched over E parallel environments.
+
+Every tensor crossing this boundary carries the leading shape ``[E, N]`` (environments,
+agents) or ``[E]`` for team quantities. All environments of one batch advance in lock step
+and share the episode horizon, so a rollout is a plain ``for t in range(horizon)`` loop with
+no per-environment bookkeeping. PettingZoo users can wrap one environment of the batch with
+:func:`guidedmarl.pettingzoo.as_parallel_env`.
+
+Environments also expose :meth:`MultiAgentVecEnv.model_context`: the exogenous and
+pre-action quantities the domain's :class:`~guidedmarl.analytical.AnalyticalModel` needs to
+compute the post-action state x, the reference x_ref and the guidance weights.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Static description of a batched multi-agent environment.
+
+    Attributes:
+        num_agents: N, agents per environment.
+        obs_dim: length of one agent's observation vector.
+        state_dim: length of the global state (input of a centralised MAPPO critic).
+        action_kind: ``"discrete"`` (one of ``num_actions`` options) or ``"continuous"``.
+        num_actions: options per agent for discrete actions.
+        action_dim: action vector length per agent for continuous actions.
+        horizon: steps per episode (identical for every environment of a batch).
+    """
+
+    num_agents: int
+    obs_dim: int
+    state_dim: int
+    horizon: int
+    action_kind: Literal["discrete", "continuous"] = "discrete"
+    num_actions: int = 0
+    action_dim: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_agents < 1:
+            raise ValueError(f"EnvSpec.num_agents must be >= 1, got {self.num_agents}")
+        if self.horizon < 1:
+            raise ValueError(f"EnvSpec.horizon must be >= 1, got {self.horizon}")
+        if self.action_kind == "discrete" and self.num_actions < 1:
+            raise ValueError("EnvSpec.num_actions must be >= 1 for discrete actions")
+        if self.action_kind == "continuous" and self.action_dim < 1:
+            raise ValueError("EnvSpec.action_dim must be >= 1 for continuous actions")
+
+
+@dataclass
+class Step:
+    """What an environment returns from ``reset`` and ``step``.
+
+    Attributes:
+        obs: ``[E, N, obs_dim]`` float32 observation of every agent.
+        state: ``[E, state_dim]`` float32 global state.
+        active: ``[E, N]`` bool, agents that must act now (e.g. a dispatcher with a job).
+            Actions of inactive agents are ignored and excluded from the policy loss.
+        reward: ``[E]`` shared team reward of the transition that led here (zero after reset).
+        done: ``[E]`` bool, episode finished (all environments finish together).
+        info: per-step diagnostics, each a tensor of shape ``[E]``.
+    """
+
+    obs: Tensor
+    state: Tensor
+    active: Tensor
+    reward: Tensor
+    done: Tensor
+    info: dict[str, Tensor] = field(default_factory=dict)
+
+
+class MultiAgentVecEnv(ABC):
+    """E synchronous copies of an N-agent cooperative environment with a shared reward."""
+
+    spec: EnvSpec
+    num_envs: int
+
+    @abstractmethod
+    def reset(self, seeds: list[int]) -> Step:
+        """Start one episode per environment; ``seeds`` (length E) fix each scenario."""
+
+    @abstractmethod
+    def step(self, actions: Tensor) -> Step:
+        """Apply ``[E, N]`` actions (long for discrete, ``[E, N, action_dim]`` float otherwise)."""
+
+    @abstractmethod
+    def model_context(self) -> Any:
+        """Pre-action, exogenous data the analytical model needs at the current step."""
+
+    def check_actions(self, actions: Tensor) -> None:
+        """Raise a ``ValueError`` naming the problem if ``actions`` do not fit the spec."""
+        spec = self.spec
+        expected: tuple[int, ...] = (self.num_envs, spec.num_agents)
+        if spec.action_kind == "continuous":
+            expected = (*expected, spec.action_dim)
+        if tuple(actions.shape) != expected:
+            raise ValueError(f"actions must have shape {expected}, got {tuple(actions.shape)}")
+        if spec.action_kind == "discrete":
+            if actions.dtype not in (torch.int64, torch.int32):
+                raise ValueError(f"discrete actions must be integer tensors, got {actions.dtype}")
+            if actions.numel() and (actions.min() < 0 or actions.max() >= spec.num_actions):
+                raise ValueError(
+                    f"discrete actions must lie in [0, {spec.num_actions - 1}], "
+                    f"got values in [{int(actions.min())}, {int(actions.max())}]"
+                )
+        elif not torch.isfinite(actions).all():
+            raise ValueError("continuous actions contain NaN or infinite values")

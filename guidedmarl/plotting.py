@@ -1,0 +1,44 @@
+"""Learning-curve figures (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_learning_curve(
+    metrics: list[dict[str, float]],
+    baselines: dict[str, float],
+    path: Path,
+    title: str,
+) -> Path:
+    """Test reward (and training return) against episode, heuristics as horizontal lines."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    episodes = [m["episode"] for m in metrics]
+    ax.plot(episodes, [m["episodic_return"] for m in metrics], color="0.6", lw=1, label="train episodic return")
+    tested = [m for m in metrics if "test_reward" in m]
+    if tested:
+        ax.plot(
+            [m["episode"] for m in tested],
+            [m["test_reward"] for m in tested],
+            marker="o",
+            ms=3,
+            color="tab:blue",
+            label="test reward (held-out scenarios)",
+        )
+    styles = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1))]
+    for k, (name, value) in enumerate(sorted(baselines.items(), key=lambda kv: -kv[1])):
+        ax.axhline(value, ls=styles[k % len(styles)], color=f"C{k + 1}", lw=1.2, label=f"{name} (heuristic)")
+    ax.set_xlabel("training episode")
+    ax.set_ylabel("episodic team reward")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,131 @@
+"""Actor and critic networks, batched over ``[E, N]``.
+
+* Parameter sharing (default): one MLP applied to every agent's observation; agents differ
+  through the agent-specific features of their observations.
+* Per-agent parameters (``shared=False``): each layer holds a stacked weight ``[N, in, out]``
+  applied with one batched matmul, so heterogeneous agents cost no Python loop over agents.
+
+Initialisation follows common PPO practice: orthogonal weights, gain sqrt(2) on hidden
+layers, 0.01 on the policy head (near-uniform initial policy), 1.0 on the value head.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Distribution, Normal
+
+
+def _batched_orthogonal(n: int, fan_in: int, fan_out: int, gain: float, generator: torch.Generator | None) -> Tensor:
+    """``[n, fan_in, fan_out]`` weights whose ``[fan_in, fan_out]`` slices are orthogonal."""
+    rows, cols = max(fan_in, fan_out), min(fan_in, fan_out)
+    q, r = torch.linalg.qr(torch.randn(n, rows, cols, generator=generator))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    w = q if fan_in >= fan_out else q.transpose(-1, -2)
+    return gain * w
+
+
+class AgentLinear(nn.Module):
+    """A linear layer, shared by all agents or with one weight matrix per agent.
+
+    Input ``[..., N, in]``, output ``[..., N, out]``.
+    """
+
+    def __init__(self, num_agents: int, fan_in: int, fan_out: int, shared: bool, gain: float) -> None:
+        super().__init__()
+        self.shared = shared
+        n = 1 if shared else num_agents
+        self.weight = nn.Parameter(_batched_orthogonal(n, fan_in, fan_out, gain, None))
+        self.bias = nn.Parameter(torch.zeros(n, fan_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.shared:
+            return x @ self.weight[0] + self.bias[0]
+        # x: [..., N, in] with per-agent weights [N, in, out]
+        return torch.einsum("...ni,nio->...no", x, self.weight) + self.bias
+
+
+class AgentMLP(nn.Module):
+    """tanh MLP made of :class:`AgentLinear` layers."""
+
+    def __init__(
+        self, num_agents: int, in_dim: int, hidden: list[int], out_dim: int, shared: bool, out_gain: float
+    ) -> None:
+        super().__init__()
+        dims = [in_dim, *hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [AgentLinear(num_agents, a, b, shared, math.sqrt(2.0)), nn.Tanh()]
+        layers.append(AgentLinear(num_agents, dims[-1], out_dim, shared, out_gain))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class Actor(nn.Module):
+    """pi(a_i | o_i): categorical logits (discrete) or a diagonal Gaussian (continuous)."""
+
+    def __init__(
+        self,
+        num_agents: int,
+        obs_dim: int,
+        hidden: list[int],
+        shared: bool,
+        num_actions: int = 0,
+        action_dim: int = 0,
+    ) -> None:
+        super().__init__()
+        self.discrete = num_actions > 0
+        out = num_actions if self.discrete else action_dim
+        self.net = AgentMLP(num_agents, obs_dim, hidden, out, shared, out_gain=0.01)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.zeros(action_dim))
+
+    def distribution(self, obs: Tensor) -> Distribution:
+        """Action distribution for ``[..., N, obs_dim]`` observations."""
+        out = self.net(obs)
+        if self.discrete:
+            return Categorical(logits=out)
+        return Normal(out, self.log_std.exp().expand_as(out))
+
+    def log_prob(self, dist: Distribution, actions: Tensor) -> Tensor:
+        lp = dist.log_prob(actions)
+        return lp if self.discrete else lp.sum(-1)
+
+    def entropy(self, dist: Distribution) -> Tensor:
+        ent = dist.entropy()
+        return ent if self.discrete else ent.sum(-1)
+
+    def act(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
+        """Sample (or take the mode of) an action; returns (actions, log-probabilities)."""
+        dist = self.distribution(obs)
+        if deterministic:
+            actions = dist.probs.argmax(-1) if self.discrete else dist.mean
+        else:
+            actions = dist.sample()
+        return actions, self.log_prob(dist, actions)
+
+
+class CentralCritic(nn.Module):
+    """MAPPO critic V(s): one value per environment from the global state ``[E, state_dim]``."""
+
+    def __init__(self, state_dim: int, hidden: list[int]) -> None:
+        super().__init__()
+        self.net = AgentMLP(1, state_dim, hidden, 1, shared=True, out_gain=1.0)
+
+    def forward(self, state: Tensor, obs: Tensor) -> Tensor:
+        return self.net(state).squeeze(-1)
+
+
+class LocalCritic(nn.Module):
+    """IPPO critic V_i(o_i): one value per agent from its own observation ``[E, N, obs_dim]``."""
+
+    def __init__(self, num_agents: int, obs_dim: int, hidden: list[int], shared: bool) -> None:
+        super().__init__()
+        self.net = AgentMLP(num_agents, obs_dim, hidden, 1, shared, out_gain=1.0)
+
+    def forward(self, state: Tensor, obs: Tensor) -> Tensor:
+        return self.net(obs).squeeze(-1)

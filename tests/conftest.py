@@ -1,0 +1,30 @@
+"""Shared fixtures: the example `bins` domain (loaded from examples/) and small configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_example(name: str):
+    """Import ``examples/<name>.py`` as a module (examples are not a package)."""
+    mod_name = f"guidedmarl_example_{name}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, ROOT / "examples" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def bins():
+    """The example domain module (registers the domain `bins` on import)."""
+    return load_example("custom_domain")
