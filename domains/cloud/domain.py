@@ -1,0 +1,66 @@
+"""`CloudDomain`: plugs the cloud-scheduling environment, model and heuristics into guidedmarl."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from guidedmarl.analytical.layers import make_allocation_layer
+from guidedmarl.domain import Domain, HeuristicPolicy
+from guidedmarl.env import MultiAgentVecEnv, Step
+
+from .env import CloudEnv
+from .fleet import make_candidate_sets, make_fleet
+from .heuristics import HEURISTICS, ClusterView, Heuristic
+from .model import CloudModel
+from .settings import CloudSettings
+
+
+class _CloudHeuristicPolicy:
+    """Adapts a cloud :class:`Heuristic` to guidedmarl's ``HeuristicPolicy`` protocol."""
+
+    def __init__(self, rule: Heuristic) -> None:
+        self.rule = rule
+
+    def reset(self, env: MultiAgentVecEnv, seed: int) -> None:
+        self.rule.reset(env.num_envs, env.spec.num_agents, torch.Generator().manual_seed(seed))
+
+    def __call__(self, env: MultiAgentVecEnv, step: Step) -> Tensor:
+        assert isinstance(env, CloudEnv)
+        return self.rule(ClusterView.of(env.sim, env.candidates), env.current_jobs())
+
+
+class CloudDomain(Domain):
+    """Heterogeneous cloud scheduling: job dispatchers as agents (the flagship domain)."""
+
+    name = "cloud"
+    description = "job dispatchers over heterogeneous cloud servers; reference = load-balancing QP"
+    settings_model = CloudSettings
+    plot_baselines = ("best_fit", "least_loaded", "round_robin", "random")
+
+    def __init__(self, num_agents: int, settings: CloudSettings) -> None:  # type: ignore[override]
+        super().__init__(num_agents, settings)
+        self.settings: CloudSettings = settings
+        m = settings.num_servers(num_agents)
+        self.fleet = make_fleet(m, torch.Generator().manual_seed(settings.fleet_seed))
+        k = min(settings.candidates, m)
+        self.candidates = make_candidate_sets(
+            num_agents, m, k, torch.Generator().manual_seed(settings.fleet_seed + 1)
+        )
+
+    def make_env(self, num_envs: int) -> CloudEnv:
+        return CloudEnv(num_envs, self.fleet, self.candidates, self.settings)
+
+    def make_model(self) -> CloudModel:
+        s = self.settings
+        return CloudModel(
+            num_candidates=self.candidates.shape[1],
+            layer=make_allocation_layer(s.reference_layer),
+            eta=s.reference_eta,
+            max_utilisation=s.reference_max_utilisation,
+        )
+
+    def heuristics(self) -> dict[str, Callable[[], HeuristicPolicy]]:
+        return {name: (lambda cls=cls: _CloudHeuristicPolicy(cls())) for name, cls in HEURISTICS.items()}

@@ -1,0 +1,185 @@
+"""The cloud-scheduling environment: N dispatchers, M heterogeneous servers, E parallel copies.
+
+One step: every agent with a job (``active``) picks one of its K candidate servers; the
+jobs join the chosen servers' FIFO queues and start as soon as they fit; then time moves on
+by one step and finished jobs free their capacity. See docs/domains/cloud.md for every
+formula; the key ones:
+
+* reward r_t = -W_t / lambda - beta * Q_t: W_t jobs waiting in queues after the dispatch,
+  lambda the scenario's mean arrivals per step (so W_t / lambda is in "steps of arrivals"
+  and the episode sum is about the mean waiting time per job in steps, independent of N),
+  Q_t the fraction of servers with a non-empty queue, beta = ``overload_weight``.
+* observation of agent i (9K + 5 numbers): for each candidate server, running CPU and
+  memory utilisation, queued CPU and memory over capacity, whether the job fits the free
+  capacity now, CPU size / 16, memory size / 128, CPU and memory headroom left after placing
+  the job; then the job's CPU / 4, memory / 8, log duration scaled to [0, 1], a has-job flag
+  and the episode progress t / T.
+* global state (4M + 3): committed and running CPU and memory utilisation of every server,
+  offered CPU and memory load over fleet capacity, and t / T.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from guidedmarl.env import EnvSpec, MultiAgentVecEnv, Step
+
+from .fleet import Fleet
+from .heuristics import ClusterView, Jobs, LeastLoaded
+from .model import CloudContext
+from .settings import CloudSettings
+from .simulator import ClusterSimulator
+from .workload import Scenario, generate_scenarios
+
+CANDIDATE_FEATURES = 9
+JOB_FEATURES = 5
+
+
+class CloudEnv(MultiAgentVecEnv):
+    """E synchronous cloud clusters sharing one fleet and one set of candidate zones.
+
+    Args:
+        num_envs: E.
+        fleet: the servers (fixed for the domain: the same datacentre for train and test).
+        candidates: ``[N, K]`` long, each agent's zone.
+        settings: the domain settings (horizon, warm-up, workload, reward weights).
+    """
+
+    def __init__(self, num_envs: int, fleet: Fleet, candidates: Tensor, settings: CloudSettings) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = num_envs
+        self.fleet = fleet
+        self.candidates = candidates
+        self.settings = settings
+        n, k = candidates.shape
+        m = fleet.num_servers
+        self.capacity = torch.stack([fleet.cpu, fleet.mem], dim=-1)  # [M, 2]
+        self.spec = EnvSpec(
+            num_agents=n,
+            obs_dim=CANDIDATE_FEATURES * k + JOB_FEATURES,
+            state_dim=4 * m + 3,
+            horizon=settings.horizon,
+            action_kind="discrete",
+            num_actions=k,
+        )
+        self.sim = ClusterSimulator(fleet.cpu, fleet.mem, num_envs)
+        self.scenario: Scenario | None = None
+        self.t = 0
+        self._log_max_duration = math.log1p(settings.workload.max_duration)
+
+    # ----------------------------------------------------------------- jobs of the current step
+    def _index(self) -> int:
+        return self.settings.warmup + self.t
+
+    def current_jobs(self) -> Jobs:
+        """The jobs that arrive at the current step (one per active agent)."""
+        sc = self._require_scenario()
+        s = self._index()
+        return Jobs(active=sc.active[:, s], cpu=sc.cpu[:, s], mem=sc.mem[:, s])
+
+    def _require_scenario(self) -> Scenario:
+        if self.scenario is None:
+            raise RuntimeError("call reset(seeds) before stepping the cloud environment")
+        return self.scenario
+
+    # ----------------------------------------------------------------- MultiAgentVecEnv
+    def reset(self, seeds: list[int]) -> Step:
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"reset needs {self.num_envs} seeds, got {len(seeds)}")
+        s = self.settings
+        self.scenario = generate_scenarios(
+            seeds, self.spec.num_agents, s.horizon, s.warmup, self.fleet.total_cpu, s.workload
+        )
+        self.sim.reset()
+        self._mean_rate = self.scenario.arrival_rate[:, s.warmup :].mean(dim=1).clamp_min(1e-6)  # [E]
+        # warm-up: fill the cluster with the least-loaded rule so episodes start in steady state
+        warm = LeastLoaded()
+        warm.reset(self.num_envs, self.spec.num_agents, torch.Generator().manual_seed(0))
+        for w in range(s.warmup):
+            sc = self.scenario
+            jobs = Jobs(active=sc.active[:, w], cpu=sc.cpu[:, w], mem=sc.mem[:, w])
+            choice = warm(ClusterView.of(self.sim, self.candidates), jobs)
+            self._dispatch(choice, w)
+            self.sim.tick()
+        self.t = 0
+        zeros = torch.zeros(self.num_envs)
+        return self._observe(zeros, torch.zeros(self.num_envs, dtype=torch.bool), {})
+
+    def model_context(self) -> CloudContext:
+        jobs = self.current_jobs()
+        sc = self._require_scenario()
+        return CloudContext(
+            committed=self.sim.running_load + self.sim.queued_load,
+            capacity=self.capacity,
+            candidates=self.candidates,
+            demand=torch.stack([jobs.cpu, jobs.mem], dim=-1),
+            offered=sc.offered_load[:, self._index()],
+        )
+
+    def step(self, actions: Tensor) -> Step:
+        self._require_scenario()
+        if self.t >= self.spec.horizon:
+            raise RuntimeError("episode is over: call reset(seeds) first")
+        self.check_actions(actions)
+        result = self._dispatch(actions, self._index())
+        queued_servers = (self.sim.queue_length > 0).float().mean(dim=1)
+        waiting = result.waiting.float()
+        reward = -waiting / self._mean_rate - self.settings.overload_weight * queued_servers
+        util = self.sim.running_load / self.capacity
+        info = {
+            "waiting_jobs_per_arrival": waiting / self._mean_rate,
+            "queued_server_fraction": queued_servers,
+            "mean_wait_steps": result.admitted_wait.float() / result.admitted.float().clamp_min(1.0),
+            "cpu_utilisation": util[..., 0].mean(dim=1),
+            "mem_utilisation": util[..., 1].mean(dim=1),
+        }
+        self.sim.tick()
+        self.t += 1
+        done = torch.full((self.num_envs,), self.t >= self.spec.horizon)
+        return self._observe(reward.float(), done, info)
+
+    # ----------------------------------------------------------------- internals
+    def _dispatch(self, choice: Tensor, s: int):
+        sc = self._require_scenario()
+        server = self.candidates.unsqueeze(0).expand(self.num_envs, -1, -1).gather(2, choice.long().unsqueeze(-1))
+        return self.sim.dispatch(server.squeeze(-1), sc.active[:, s], sc.cpu[:, s], sc.mem[:, s], sc.duration[:, s])
+
+    def _observe(self, reward: Tensor, done: Tensor, info: dict[str, Tensor]) -> Step:
+        sc = self._require_scenario()
+        e, (n, k) = self.num_envs, self.candidates.shape
+        s = min(self._index(), sc.num_steps - 1)
+        cap = self.capacity
+        running = self.sim.running_load / cap  # [E, M, 2]
+        queued = self.sim.queued_load / cap
+        active = sc.active[:, s]
+        demand = torch.stack([sc.cpu[:, s], sc.mem[:, s]], dim=-1)  # [E, N, 2]
+
+        per_server = torch.cat([running, queued, (cap / cap.new_tensor([16.0, 128.0])).expand(e, -1, -1)], dim=-1)
+        cand = per_server[:, self.candidates]  # [E, N, K, 6]
+        cand_cap = cap[self.candidates]  # [N, K, 2]
+        headroom = 1.0 - cand[..., 0:2] - cand[..., 2:4] - demand.unsqueeze(2) / cand_cap  # [E, N, K, 2]
+        fits = (headroom >= 0).all(dim=-1, keepdim=True).float()
+        job = torch.stack(
+            [
+                demand[..., 0] / 4.0,
+                demand[..., 1] / 8.0,
+                torch.log1p(sc.duration[:, s].float()) / self._log_max_duration,
+                active.float(),
+                torch.full((e, n), self.t / self.spec.horizon),
+            ],
+            dim=-1,
+        )
+        obs = torch.cat([cand, fits, headroom, ], dim=-1).reshape(e, n, k * CANDIDATE_FEATURES)
+        obs = torch.cat([obs, job], dim=-1)
+
+        committed = running + queued
+        offered = sc.offered_load[:, s] / cap.sum(dim=0)
+        state = torch.cat(
+            [committed.reshape(e, -1), running.reshape(e, -1), offered, torch.full((e, 1), self.t / self.spec.horizon)],
+            dim=-1,
+        )
+        return Step(obs=obs, state=state, active=active, reward=reward, done=done, info=info)

@@ -1,0 +1,103 @@
+"""Analytical model of the cloud cluster: committed utilisation and its load-balanced reference.
+
+State x (``[E, 2M]``, layout server-major: component ``2k + r`` is server k, resource r with
+r = 0 CPU, r = 1 memory): the *committed* utilisation of every server after the step's jobs
+are dispatched,
+
+    x_{k,r} = (running_{k,r} + queued_{k,r} + sum_{i -> k} d_{i,r}) / C_{k,r},
+
+which exceeds 1 when jobs wait. Each dispatched job adds d_{i,r} / C_{k,r} to its server's
+two components, so x is affine in every agent's one-hot choice and the local influence is
+sparse: z_i has two non-zeros, d_{i,r} / C_{a_i,r} at (a_i, r) (closed form below).
+
+Reference x_ref: for each resource r, the fluid load-balancing program
+
+    minimise_l  sum_k l_k^2 / (2 C_k) + b_k l_k
+    subject to  sum_k l_k = L_r,   0 <= l_k <= u_max C_k,
+
+with L_r the scenario's *offered* load (demand of jobs in nominal service, a function of the
+arrival stream only: exogenous) and b_k = eta * sqrt(C_min / C_k): a per-unit delay price
+that falls with server size, as square-root staffing prescribes (a server with c cores needs
+headroom ~ 1/sqrt(c) for the same queueing delay). The solution l_k = C_k (nu - b_k), clipped,
+gives larger servers a higher target utilisation; x_ref = l / C. The two resources are two
+instances of one batched call per step, solved by the configured allocation layer
+("waterfill": exact, or "cvxpylayers").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from guidedmarl.analytical.layers import AllocationLayer
+from guidedmarl.analytical.model import AnalyticalModel, SparseInfluence
+
+
+@dataclass
+class CloudContext:
+    """Pre-dispatch quantities of one step, batched over E environments.
+
+    Attributes:
+        committed: ``[E, M, 2]`` running plus queued load (vCPU, GiB) before the dispatch.
+        capacity: ``[M, 2]`` server capacities (vCPU, GiB).
+        candidates: ``[N, K]`` long, each agent's candidate servers.
+        demand: ``[E, N, 2]`` (vCPU, GiB) of each agent's job, 0 for agents without a job.
+        offered: ``[E, 2]`` offered load (vCPU, GiB) of the scenario at this step.
+    """
+
+    committed: Tensor
+    capacity: Tensor
+    candidates: Tensor
+    demand: Tensor
+    offered: Tensor
+
+
+class CloudModel(AnalyticalModel):
+    """Committed utilisation x, load-balanced reference x_ref, sparse closed-form z_i.
+
+    Args:
+        num_candidates: K, options per agent.
+        layer: the allocation layer solving the reference program.
+        eta: delay-price scale of the reference program (dimensionless).
+        max_utilisation: upper bound u_max of a server's reference utilisation.
+    """
+
+    action_kind = "discrete"
+    closed_form_influence = True
+
+    def __init__(self, num_candidates: int, layer: AllocationLayer, eta: float = 0.2, max_utilisation: float = 1.0):
+        super().__init__(num_actions=num_candidates)
+        self.layer = layer
+        self.eta = eta
+        self.max_utilisation = max_utilisation
+
+    def system_state(self, actions: Tensor, context: CloudContext) -> Tensor:
+        e, n, k = actions.shape
+        m = context.capacity.shape[0]
+        # each agent's job added to its chosen candidate: [E, N, K, 2]
+        added = actions.unsqueeze(-1) * context.demand.to(actions.dtype).unsqueeze(2)
+        servers = context.candidates.reshape(1, n * k, 1).expand(e, n * k, 2)
+        load = context.committed.to(actions.dtype).scatter_add(1, servers, added.reshape(e, n * k, 2))
+        return (load / context.capacity.to(actions.dtype)).reshape(e, m * 2)
+
+    def reference_state(self, context: CloudContext) -> Tensor:
+        cap = context.capacity.to(torch.float64).T  # [2, M]
+        e, m = context.offered.shape[0], cap.shape[1]
+        c = cap.unsqueeze(0).expand(e, 2, m).reshape(e * 2, m)
+        b = self.eta * (cap.min(dim=1, keepdim=True).values / cap).sqrt()
+        b = b.unsqueeze(0).expand(e, 2, m).reshape(e * 2, m)
+        upper = self.max_utilisation * c
+        # offered load above the fleet's bound is unreachable: the reference is then "full"
+        total = context.offered.to(torch.float64).reshape(e * 2).clamp(max=upper.sum(1) * (1 - 1e-9))
+        load = self.layer(c, b, total, torch.zeros_like(c), upper)
+        util = (load / c).reshape(e, 2, m).transpose(1, 2)  # [E, M, 2]
+        return util.reshape(e, m * 2).to(context.demand.dtype)
+
+    def influence(self, actions: Tensor, context: CloudContext) -> SparseInfluence:
+        e, n = actions.shape
+        server = context.candidates.unsqueeze(0).expand(e, n, -1).gather(2, actions.long().unsqueeze(-1)).squeeze(-1)
+        index = torch.stack([2 * server, 2 * server + 1], dim=-1)  # [E, N, 2]
+        value = context.demand / context.capacity[server]  # [E, N, 2]
+        return SparseInfluence(index=index, value=value)
