@@ -28,11 +28,11 @@ class _Strict(BaseModel):
 class PPOConfig(_Strict):
     """PPO settings shared by DG-PG, MAPPO and IPPO (identical for all three learners)."""
 
-    learning_rate: float = Field(5e-4, gt=0, le=1, description="Adam step size for actor and critic")
+    learning_rate: float = Field(2e-3, gt=0, le=1, description="Adam step size for actor and critic")
     gamma: float = Field(0.99, ge=0, le=1, description="discount factor")
     gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
     clip_coef: float = Field(0.2, gt=0, le=1, description="PPO ratio clip")
-    update_epochs: int = Field(4, ge=1, le=100, description="passes over each episode's batch")
+    update_epochs: int = Field(8, ge=1, le=100, description="passes over each episode's batch")
     num_minibatches: int = Field(4, ge=1, le=1024, description="minibatches per pass (split over time x env rows)")
     entropy_coef: float = Field(0.01, ge=0, le=1)
     value_coef: float = Field(0.5, ge=0, le=100)

@@ -8,7 +8,8 @@ The run directory holds:
   ``episodic_return``, ``value_loss``, ``approx_kl``, ``clipfrac``, ``explained_variance``,
   ``SPS``; plus ``test_reward`` on evaluation episodes);
 * ``baselines.json``: each heuristic's reward on the same held-out scenarios;
-* ``summary.json``: best-checkpoint and final test reward, wall-clock time;
+* ``summary.json``: best-checkpoint and final test reward (plus the final policy evaluated
+  in the other action mode: sampled if evaluation is greedy), wall-clock time;
 * ``learning_curve.png``; ``best.pt`` / ``final.pt``: trainer checkpoints.
 """
 
@@ -45,6 +46,7 @@ class RunResult:
     best_test_reward: float
     best_episode: int
     final_test_reward: float
+    final_test_reward_other_mode: float
     seconds: float
 
 
@@ -150,6 +152,10 @@ def run(
         if on_episode is not None:
             on_episode(episode, row)
     torch.save(trainer.state_dict(), out / "final.pt")
+    # the final policy in the other action mode (sampled if evaluation is greedy, and vice
+    # versa): a greedy policy can herd agents onto one option, a sampled one spreads them
+    other_mode = not config.eval.deterministic
+    other = run_policy(test_env, test_seeds, lambda s: trainer.act(s, other_mode)).mean
     seconds = time.perf_counter() - start
     summary = {
         "domain": config.domain,
@@ -160,6 +166,8 @@ def run(
         "best_test_reward": best,
         "best_episode": best_episode,
         "final_test_reward": final,
+        "evaluation_mode": "greedy" if config.eval.deterministic else "sampled",
+        "final_test_reward_other_mode": other,
         "baselines": {k: v.mean for k, v in baselines.items()},
         "seconds": seconds,
     }
@@ -171,4 +179,4 @@ def run(
         out / "learning_curve.png",
         f"{config.algo.upper()} on {config.domain}, N = {config.agents}, seed {config.seed}",
     )
-    return RunResult(out, metrics, baselines, best, best_episode, final, seconds)
+    return RunResult(out, metrics, baselines, best, best_episode, final, other, seconds)

@@ -81,3 +81,19 @@ def test_dgpg_learns_the_bins_toy(bins) -> None:
     first = sum(r["episodic_return"] for r in rows[:2]) / 2
     last = sum(r["episodic_return"] for r in rows[-2:]) / 2
     assert last > first * 0.7  # returns are negative: a 30% smaller loss at least
+
+
+def test_dgpg_with_alpha_zero_is_exactly_mappo_on_cloud() -> None:
+    """Same check on the flagship domain, where the reference layer runs at every step."""
+    small = {"horizon": 6, "warmup": 3}
+
+    def train(algo: str, **kw):
+        cfg = RunConfig(domain="cloud", algo=algo, agents=8, episodes=2, seed=1, domain_config=small, **kw)
+        domain, trainer = build(cfg)
+        rows = [trainer.train_episode(domain.train_seeds(ep, 1, cfg.seed)) for ep in range(2)]
+        return _strip_timing(rows), trainer.actor.state_dict()
+
+    rows_m, params_m = train("mappo")
+    rows_d, params_d = train("dgpg", guidance={"alpha": {"kind": "constant", "value": 0.0}})
+    assert all(torch.equal(params_m[k], params_d[k]) for k in params_m)
+    assert [r["policy_loss"] for r in rows_m] == [r["policy_loss"] for r in rows_d]

@@ -12,9 +12,9 @@ general-purpose     1           4
 memory-optimised    2           8
 ==================  ==========  ===========================
 
-Sizes: ``xlarge`` (4 vCPU), ``2xlarge`` (8 vCPU), ``4xlarge`` (16 vCPU). The smallest server
-is therefore a compute-optimised xlarge with 4 vCPU and 8 GiB, which bounds the largest job
-the workload generator may emit (every job must fit an empty server of any kind).
+Sizes: ``2xlarge`` (8 vCPU), ``4xlarge`` (16 vCPU), ``8xlarge`` (32 vCPU). The smallest server
+is therefore a compute-optimised 2xlarge with 8 vCPU and 16 GiB, twice the largest job the
+workload generator emits (4 vCPU, 8 GiB), so every job fits an empty server of any kind.
 
 Each dispatcher agent only sees a small *zone* of K candidate servers
 (:func:`make_candidate_sets`); zones overlap at random so that load can spread through the
@@ -36,23 +36,24 @@ FAMILY_NAMES: tuple[str, ...] = ("compute-optimised", "general-purpose", "memory
 FAMILY_GIB_PER_VCPU: tuple[float, ...] = (2.0, 4.0, 8.0)
 """Memory per vCPU (GiB / vCPU) of each family."""
 
-SIZE_NAMES: tuple[str, ...] = ("xlarge", "2xlarge", "4xlarge")
+SIZE_NAMES: tuple[str, ...] = ("2xlarge", "4xlarge", "8xlarge")
 """Human-readable size names, indexed by ``Fleet.size``."""
 
-SIZE_VCPU: tuple[float, ...] = (4.0, 8.0, 16.0)
-"""vCPU count of each size."""
+SIZE_VCPU: tuple[float, ...] = (8.0, 16.0, 32.0)
+"""vCPU count of each size: hosts several times larger than the largest job (4 vCPU), as
+for containers on cloud VMs, so that packing is one concern among others, not the only one."""
 
 DEFAULT_FAMILY_MIX: tuple[float, ...] = (0.3, 0.4, 0.3)
 """Default fraction of servers per family (compute, general, memory)."""
 
 DEFAULT_SIZE_MIX: tuple[float, ...] = (0.5, 0.35, 0.15)
-"""Default fraction of servers per size (xlarge, 2xlarge, 4xlarge)."""
+"""Default fraction of servers per size (2xlarge, 4xlarge, 8xlarge)."""
 
 MIN_SERVER_CPU: float = min(SIZE_VCPU)
-"""vCPU of the smallest server (4): upper bound of a single job's CPU demand."""
+"""vCPU of the smallest server (8)."""
 
 MIN_SERVER_MEM: float = min(SIZE_VCPU) * min(FAMILY_GIB_PER_VCPU)
-"""GiB of the smallest server (8): upper bound of a single job's memory demand."""
+"""GiB of the smallest server (16)."""
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Fleet:
         cpu: ``[M]`` float32, vCPU capacity of each server.
         mem: ``[M]`` float32, memory capacity of each server in GiB.
         family: ``[M]`` int64 family index (0 compute, 1 general, 2 memory).
-        size: ``[M]`` int64 size index (0 xlarge, 1 2xlarge, 2 4xlarge).
+        size: ``[M]`` int64 size index (0 2xlarge, 1 4xlarge, 2 8xlarge).
     """
 
     cpu: Tensor
@@ -156,7 +157,7 @@ def make_fleet(
         num_servers: M >= 1.
         generator: CPU ``torch.Generator`` driving the shuffles (same state, same fleet).
         family_mix: fractions for (compute, general, memory); normalised.
-        size_mix: fractions for (xlarge, 2xlarge, 4xlarge); normalised.
+        size_mix: fractions for (2xlarge, 4xlarge, 8xlarge); normalised.
 
     Returns:
         A :class:`Fleet` on the CPU.

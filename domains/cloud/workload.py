@@ -16,22 +16,27 @@ Job model (bimodal, independent across jobs):
   heavy-tailed duration ``min(round(large_duration_min * X), max_duration)`` with
   ``X ~ Pareto(large_duration_shape)`` of scale 1 (``P(X > x) = x^-shape`` for x >= 1) and
   round-half-up rounding.
-* every job is finally capped at 4 vCPU and 8 GiB, so it fits an empty server of the
-  smallest kind (compute-optimised xlarge).
+* every job is finally capped at 4 vCPU and 8 GiB, half of the smallest server
+  (compute-optimised 2xlarge, 8 vCPU and 16 GiB).
 
 Arrival process: each agent independently receives a job at step s with probability
 
     p_s = clip(load_level * pattern_s * total_cpu / (N * E[cpu * duration]), 0, 1)
 
     pattern_s = (1 + daily_amplitude * sin(2 pi (s + phase) / cycle_steps))
-                * (burst_factor if a burst is active at s else 1)
+                * (burst_factor if a burst is active at s else 1) / B
+
+    B = 1 + (burst_factor - 1) * (1 - (1 - burst_rate) ** burst_steps)
+
+B is the expected burst multiplier (the probability that a step lies in a burst is the
+probability that one of the ``burst_steps`` preceding starts fired), so bursts move load in
+time without raising its mean.
 
 Why: in steady state the CPU held by jobs that arrived but have not finished (the *offered
 load*) is, by Little's law, the arrival rate times the mean of ``cpu * duration``, i.e.
 ``N * p * E[cpu * duration]``; dividing by ``total_cpu`` gives the offered utilisation, so
-the formula makes the mean offered CPU utilisation equal ``load_level`` times the mean of
-``pattern_s`` (1 + the extra load of bursts; exactly ``load_level`` with ``burst_rate=0``
-over whole daily cycles). ``E[cpu * duration]`` is computed exactly from the job model,
+the formula makes the mean offered CPU utilisation equal ``load_level`` (over whole daily
+cycles, in expectation over bursts, and as long as p_s stays below 1). ``E[cpu * duration]`` is computed exactly from the job model,
 including the caps (see :func:`job_moments`). Bursts start with probability ``burst_rate``
 per step and last ``burst_steps`` steps; overlapping bursts do not stack.
 """
@@ -65,10 +70,11 @@ LARGE_RATIO: tuple[float, ...] = (1.0, 2.0, 4.0)
 LARGE_RATIO_WEIGHTS: tuple[float, ...] = (0.3, 0.4, 0.3)
 """Probabilities of ``LARGE_RATIO``."""
 
-MAX_JOB_CPU: float = MIN_SERVER_CPU
-"""Cap of a job's vCPU demand (4): the smallest server's capacity."""
-MAX_JOB_MEM: float = MIN_SERVER_MEM
-"""Cap of a job's memory demand in GiB (8): the smallest server's capacity."""
+MAX_JOB_CPU: float = 4.0
+"""Cap of a job's vCPU demand (4): half the smallest server's capacity."""
+MAX_JOB_MEM: float = 8.0
+"""Cap of a job's memory demand in GiB (8): half the smallest server's capacity."""
+assert MAX_JOB_CPU <= MIN_SERVER_CPU and MAX_JOB_MEM <= MIN_SERVER_MEM, "every job must fit an empty server"
 
 
 class WorkloadConfig(BaseModel):
@@ -81,7 +87,7 @@ class WorkloadConfig(BaseModel):
         gt=0.0,
         le=1.5,
         description="Target mean CPU utilisation of the fleet from offered load (fraction "
-        "of total vCPU), before the extra load of bursts.",
+        "of total vCPU), bursts included.",
     )
     load_spread: float = Field(
         0.2,
@@ -345,7 +351,9 @@ def _arrival_pattern(
     # starts in window (s - burst_steps, s] <=> shifted indices s+lead-burst_steps+1 .. s+lead
     idx = torch.arange(num_steps) + lead
     in_burst = (cs[idx + 1] - cs[idx + 1 - cfg.burst_steps]) > 0
-    return daily * torch.where(in_burst, cfg.burst_factor, 1.0)
+    in_burst_probability = 1.0 - (1.0 - cfg.burst_rate) ** cfg.burst_steps
+    mean_multiplier = 1.0 + (cfg.burst_factor - 1.0) * in_burst_probability
+    return daily * torch.where(in_burst, cfg.burst_factor, 1.0) / mean_multiplier
 
 
 def generate_scenarios(

@@ -1,0 +1,102 @@
+"""PettingZoo ``ParallelEnv`` view of a guidedmarl environment (one environment of a batch).
+
+guidedmarl trains on batched tensors; other tools expect PettingZoo's dict-per-agent API.
+:func:`as_parallel_env` wraps any :class:`~guidedmarl.env.MultiAgentVecEnv` built with
+``num_envs == 1`` so that PettingZoo's API test, its wrappers and other libraries' training
+loops can drive it. Every agent receives the shared team reward. Agents that have nothing
+to do at a step (``active`` false) still submit an action, which the environment ignores;
+``infos[agent]["active"]`` says which ones count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from guidedmarl.env import MultiAgentVecEnv, Step
+
+
+class GuidedParallelEnv(ParallelEnv):
+    """Adapter from a batched environment with ``num_envs == 1`` to ``ParallelEnv``."""
+
+    metadata = {"name": "guidedmarl_parallel_v0", "render_modes": []}
+
+    def __init__(self, env: MultiAgentVecEnv) -> None:
+        if env.num_envs != 1:
+            raise ValueError(f"as_parallel_env needs an environment batch of size 1, got num_envs={env.num_envs}")
+        self.env = env
+        spec = env.spec
+        self.possible_agents = [f"agent_{i}" for i in range(spec.num_agents)]
+        self.agents: list[str] = []
+        obs_space = spaces.Box(-np.inf, np.inf, shape=(spec.obs_dim,), dtype=np.float32)
+        if spec.action_kind == "discrete":
+            act_space: spaces.Space = spaces.Discrete(spec.num_actions)
+        else:
+            act_space = spaces.Box(-np.inf, np.inf, shape=(spec.action_dim,), dtype=np.float32)
+        self.observation_spaces = {a: obs_space for a in self.possible_agents}
+        self.action_spaces = {a: act_space for a in self.possible_agents}
+        self._seed = 0
+        self._last: Step | None = None
+
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self.action_spaces[agent]
+
+    def state(self) -> np.ndarray:
+        """The global state (what a centralised critic sees)."""
+        if self._last is None:
+            raise RuntimeError("call reset() first")
+        return self._last.state[0].numpy()
+
+    def _obs_dict(self, step: Step) -> dict[str, np.ndarray]:
+        obs = step.obs[0].numpy().astype(np.float32)
+        return {a: obs[i] for i, a in enumerate(self.possible_agents)}
+
+    def _infos(self, step: Step) -> dict[str, dict[str, Any]]:
+        active = step.active[0].tolist()
+        return {a: {"active": bool(active[i])} for i, a in enumerate(self.possible_agents)}
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._seed = int(seed)
+        else:
+            self._seed += 1
+        self._last = self.env.reset([self._seed])
+        self.agents = list(self.possible_agents)
+        return self._obs_dict(self._last), self._infos(self._last)
+
+    def step(self, actions: dict[str, Any]):
+        if not self.agents:
+            raise RuntimeError("the episode is over: call reset()")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"actions missing for {len(missing)} agent(s), e.g. {missing[:3]}")
+        ordered = [actions[a] for a in self.possible_agents]
+        if self.env.spec.action_kind == "discrete":
+            batch = torch.as_tensor(np.asarray(ordered, dtype=np.int64)).unsqueeze(0)
+        else:
+            batch = torch.as_tensor(np.asarray(ordered, dtype=np.float32)).unsqueeze(0)
+        step = self.env.step(batch)
+        self._last = step
+        reward = float(step.reward[0])
+        done = bool(step.done[0])
+        agents = list(self.agents)
+        rewards = {a: reward for a in agents}
+        # a fixed horizon ends the episode by time limit: truncation, not termination
+        terminations = {a: False for a in agents}
+        truncations = {a: done for a in agents}
+        obs, infos = self._obs_dict(step), self._infos(step)
+        if done:
+            self.agents = []
+        return obs, rewards, terminations, truncations, infos
+
+
+def as_parallel_env(env: MultiAgentVecEnv) -> GuidedParallelEnv:
+    """Wrap a batch-of-one guidedmarl environment as a PettingZoo ``ParallelEnv``."""
+    return GuidedParallelEnv(env)
