@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from guidedmarl.config import build_config  # noqa: E402
+from guidedmarl.plotting import set_reward_scale  # noqa: E402
 from guidedmarl.run import RunResult, run  # noqa: E402
 
 LEARNERS = ("dgpg", "mappo", "ippo")
@@ -100,10 +101,10 @@ def main() -> None:
     }
     (args.out / "results.json").write_text(json.dumps(payload, indent=1))
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     for k, (algo, runs) in enumerate(results.items()):
         curves = [[m["test_reward"] for m in r.metrics] for r in runs]
-        episodes = range(1, len(curves[0]) + 1)
+        episodes = [m["episode"] for m in runs[0].metrics]
         mean = [statistics.fmean(c[i] for c in curves) for i in range(len(curves[0]))]
         lo = [min(c[i] for c in curves) for i in range(len(curves[0]))]
         hi = [max(c[i] for c in curves) for i in range(len(curves[0]))]
@@ -111,11 +112,12 @@ def main() -> None:
         ax.fill_between(episodes, lo, hi, color=f"C{k}", alpha=0.15)
     for k, (name, values) in enumerate(sorted(heuristics.items(), key=lambda kv: -statistics.fmean(kv[1]))):
         ax.axhline(statistics.fmean(values), ls="--", color=f"C{k + 3}", lw=1, label=f"{name} (heuristic)")
-    ax.set_xlabel("training episode")
+    ax.set_xlabel("training episode (0: untrained policy)")
     ax.set_ylabel("test reward (40 held-out scenarios)")
+    set_reward_scale(ax)
     ax.set_title(f"{args.domain}, N = {args.agents}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(args.out / "curves.png", dpi=120)
     print(table)

@@ -68,7 +68,13 @@ class RunConfig(_Strict):
     episodes: int = Field(10, ge=1, le=1_000_000, description="training episodes (one PPO update each)")
     envs: int = Field(1, ge=1, le=4096, description="parallel training environments per episode")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="drives every random generator of the run")
-    threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads (default: torch's)")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="torch intra-op threads (default: torch's). Same seed and same thread count give the same "
+        "numbers; another thread count sums in another order, so runs drift apart",
+    )
     out: Path = Field(Path("runs/latest"), description="run directory")
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     guidance: GuidanceConfig = Field(default_factory=GuidanceConfig)

@@ -29,6 +29,8 @@ from guidedmarl.config import ConfigError, format_validation_error
 from guidedmarl.env import MultiAgentVecEnv, Step
 
 ENTRY_POINT_GROUP = "guidedmarl.domains"
+TEST_SEED_BASE = 2**31 - 2**20
+"""Held-out scenarios use seeds from here up; training seeds stay below."""
 
 
 class NoSettings(BaseModel):
@@ -93,12 +95,12 @@ class Domain(ABC):
 
     def train_seeds(self, episode: int, num_envs: int, run_seed: int) -> list[int]:
         """Scenario seeds of one training episode; disjoint from ``test_seeds``."""
-        base = (run_seed * 1_000_003 + episode * 4099) % (2**31 - 2**20)
+        base = (run_seed * 1_000_003 + episode * 4099) % (TEST_SEED_BASE - num_envs)
         return [base + k for k in range(num_envs)]
 
     def test_seeds(self, count: int) -> list[int]:
         """The fixed held-out scenarios (the same for every run, algorithm and seed)."""
-        return [2**31 - 2**20 + k for k in range(count)]
+        return [TEST_SEED_BASE + k for k in range(count)]
 
     def heuristics(self) -> dict[str, Callable[[], HeuristicPolicy]]:
         """Named factories of heuristic baselines (empty if the domain has none)."""

@@ -10,6 +10,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def set_reward_scale(ax: plt.Axes) -> None:
+    """Symmetric-log y axis when rewards span orders of magnitude (linear near zero)."""
+    low, high = ax.get_ylim()
+    near, far = sorted((abs(low), abs(high)))
+    if low < 0 and far > 20 * max(near, 1.0):
+        ax.set_yscale("symlog", linthresh=max(1.0, near))
+
+
 def plot_learning_curve(
     metrics: list[dict[str, float]],
     baselines: dict[str, float],
@@ -17,9 +25,15 @@ def plot_learning_curve(
     title: str,
 ) -> Path:
     """Test reward (and training return) against episode, heuristics as horizontal lines."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    episodes = [m["episode"] for m in metrics]
-    ax.plot(episodes, [m["episodic_return"] for m in metrics], color="0.6", lw=1, label="train episodic return")
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    trained = [m for m in metrics if "episodic_return" in m]
+    ax.plot(
+        [m["episode"] for m in trained],
+        [m["episodic_return"] for m in trained],
+        color="0.6",
+        lw=1,
+        label="train episodic return",
+    )
     tested = [m for m in metrics if "test_reward" in m]
     if tested:
         ax.plot(
@@ -33,11 +47,12 @@ def plot_learning_curve(
     styles = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1))]
     for k, (name, value) in enumerate(sorted(baselines.items(), key=lambda kv: -kv[1])):
         ax.axhline(value, ls=styles[k % len(styles)], color=f"C{k + 1}", lw=1.2, label=f"{name} (heuristic)")
-    ax.set_xlabel("training episode")
+    ax.set_xlabel("training episode (0: untrained policy)")
     ax.set_ylabel("episodic team reward")
+    set_reward_scale(ax)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

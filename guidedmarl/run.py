@@ -6,7 +6,8 @@ The run directory holds:
   ``guidedmarl run --config DIR/config.yaml``);
 * ``metrics.csv`` and ``metrics.json``: one row per training episode (CleanRL metric names:
   ``episodic_return``, ``value_loss``, ``approx_kl``, ``clipfrac``, ``explained_variance``,
-  ``SPS``; plus ``test_reward`` on evaluation episodes);
+  ``SPS``; plus ``test_reward`` on evaluation episodes), after a row for episode 0 that
+  holds the test reward of the untrained policy;
 * ``baselines.json``: each heuristic's reward on the same held-out scenarios;
 * ``summary.json``: best-checkpoint and final test reward (plus the final policy evaluated
   in the other action mode: sampled if evaluation is greedy), wall-clock time;
@@ -87,6 +88,9 @@ def resolved_config(config: RunConfig, domain: Domain) -> dict[str, Any]:
     """The configuration with every default filled in, domain settings included."""
     data = config.model_dump(mode="json")
     data["domain_config"] = domain.settings.model_dump(mode="json")
+    # the thread count changes the order of floating-point sums, hence the numbers of a run:
+    # record it so that re-running this config reproduces the run exactly
+    data["threads"] = config.threads or torch.get_num_threads()
     return data
 
 
@@ -129,7 +133,9 @@ def run(
     def evaluate() -> EvalResult:
         return run_policy(test_env, test_seeds, lambda s: trainer.act(s, config.eval.deterministic))
 
-    metrics: list[dict[str, float]] = []
+    # episode 0: the untrained policy, so that curves start where learning starts
+    initial = evaluate()
+    metrics: list[dict[str, float]] = [{"episode": 0.0, "test_reward": initial.mean, "test_reward_std": initial.std}]
     best, best_episode, final = -float("inf"), -1, float("nan")
     for episode in range(config.episodes):
         row: dict[str, float] = {"episode": float(episode + 1)}
@@ -163,6 +169,7 @@ def run(
         "agents": config.agents,
         "episodes": config.episodes,
         "seed": config.seed,
+        "initial_test_reward": initial.mean,
         "best_test_reward": best,
         "best_episode": best_episode,
         "final_test_reward": final,

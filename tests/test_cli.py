@@ -26,13 +26,13 @@ def test_run_writes_config_metrics_and_plot(tmp_path: Path) -> None:
     for name in ("config.yaml", "metrics.csv", "metrics.json", "summary.json", "baselines.json", "learning_curve.png"):
         assert (out / name).is_file(), name
     rows = list(csv.DictReader((out / "metrics.csv").open()))
-    assert [int(float(r["episode"])) for r in rows] == [1, 2]
-    assert {"episodic_return", "value_loss", "approx_kl", "clipfrac", "explained_variance", "SPS", "test_reward"} <= set(rows[0])
+    assert [int(float(r["episode"])) for r in rows] == [0, 1, 2]  # 0: the untrained policy
+    assert {"episodic_return", "value_loss", "approx_kl", "clipfrac", "explained_variance", "SPS", "test_reward"} <= set(rows[1])
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["agents"] == 6 and config["seed"] == 3 and config["domain_config"]["horizon"] == 8
     assert config["domain_config"]["reference_layer"] == "waterfill"  # defaults resolved
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["baselines"]) == {"random", "round_robin", "least_loaded", "best_fit"}
+    assert set(summary["baselines"]) == {"random", "round_robin", "least_loaded", "best_fit", "best_fit_simultaneous"}
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -91,3 +91,13 @@ def test_domain_settings_are_validated_with_field_names(bins) -> None:
         get_domain("bins").from_config(10, {"agents_per_bin": 0})
     with pytest.raises(ConfigError, match="typo_field: Extra inputs are not permitted"):
         get_domain("bins").from_config(10, {"typo_field": 3})
+
+
+def test_training_seeds_never_reach_the_test_seeds(bins) -> None:
+    domain = get_domain("bins").from_config(4, {})
+    test = set(domain.test_seeds(40))
+    # the run seed that made the last training seeds spill into the test range before the fix
+    assert not test & set(domain.train_seeds(0, 2, 1601070485))
+    for seed in (0, 1, 2**31 - 1):
+        for episode in (0, 7, 10**6):
+            assert not test & set(domain.train_seeds(episode, 64, seed))

@@ -7,11 +7,12 @@ formula; the key ones:
 
 * reward r_t = -W_t / lambda - beta * Q_t: W_t jobs waiting in queues after the dispatch,
   lambda the scenario's mean arrivals per step (so W_t / lambda is in "steps of arrivals"
-  and the episode sum is about the mean waiting time per job in steps, independent of N),
+  and the episode sum is about T times the mean waiting time per job in steps, independent
+  of N),
   Q_t the fraction of servers with a non-empty queue, beta = ``overload_weight``.
 * observation of agent i (9K + 5 numbers): for each candidate server, running CPU and
-  memory utilisation, queued CPU and memory over capacity, whether the job fits the free
-  capacity now, CPU size / 16, memory size / 128, CPU and memory headroom left after placing
+  memory utilisation, queued CPU and memory over capacity, CPU size / 16, memory size / 128,
+  whether the job fits the free capacity now, CPU and memory headroom left after placing
   the job; then the job's CPU / 4, memory / 8, log duration scaled to [0, 1], a has-job flag
   and the episode progress t / T.
 * global state (4M + 3): committed and running CPU and memory utilisation of every server,
@@ -173,7 +174,7 @@ class CloudEnv(MultiAgentVecEnv):
             ],
             dim=-1,
         )
-        obs = torch.cat([cand, fits, headroom, ], dim=-1).reshape(e, n, k * CANDIDATE_FEATURES)
+        obs = torch.cat([cand, fits, headroom], dim=-1).reshape(e, n, k * CANDIDATE_FEATURES)
         obs = torch.cat([obs, job], dim=-1)
 
         committed = running + queued

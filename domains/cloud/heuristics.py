@@ -149,6 +149,21 @@ class LeastLoaded(Heuristic):
         return cand_util.argmin(dim=-1)  # argmin returns the first minimum
 
 
+def fit_score(committed: Tensor, job: Tensor, inv_cap: Tensor, fit_limit: float) -> Tensor:
+    """Best-fit score of placing ``job`` on each candidate (lower is better), ``[..., K]``.
+
+    ``committed`` and ``inv_cap`` are ``[..., K, 2]``, ``job`` broadcasts to them. A fitting
+    candidate (utilisation after placement at most ``fit_limit``) scores
+    -3 - sum_r after_r / cap_r, in [-5, -3]: the fullest fit, i.e. the smallest normalised
+    leftover 2 - sum_r after_r / cap_r, wins. A non-fitting one scores its utilisation after
+    placement max_r after_r / cap_r >= 0, so any fit beats every non-fit, and without a fit
+    the least-utilised-after-placement candidate wins.
+    """
+    ratio = (committed + job) * inv_cap
+    util_after = ratio.amax(dim=-1)
+    return torch.where(util_after <= fit_limit, -3.0 - ratio.sum(dim=-1), util_after)
+
+
 class BestFit(Heuristic):
     """Global greedy best fit: a strong centralised baseline.
 
@@ -197,18 +212,10 @@ class BestFit(Heuristic):
         fit_limit = 1.0 + self.fit_tol
         choices: list[Tensor] = []
 
-        # Scores (lower is better): a fitting candidate scores -3 - sum_r after_r / cap_r
-        # in [-5, -3] (largest fill = smallest normalised leftover, since
-        # leftover = 2 - sum_r after_r / cap_r); a non-fitting one scores its utilisation
-        # after placement, max_r after_r / cap_r >= 0. So any fit beats every non-fit, and
-        # without a fit the least-utilised-after-placement candidate wins. A job fits iff its
-        # utilisation after placement is at most 1.
         for i in range(rounds):  # sequential by nature: each job sees the previous ones
             rows = flat_all[:, i]  # [E, K]
             job = job_all[:, i]  # [E, 2]
-            ratio = (committed_flat[rows] + job.unsqueeze(1)) * inv_cap_all[:, i]  # [E, K, 2]
-            util_after = ratio.amax(dim=-1)  # [E, K]
-            score = torch.where(util_after <= fit_limit, -3.0 - ratio.sum(dim=-1), util_after)
+            score = fit_score(committed_flat[rows], job.unsqueeze(1), inv_cap_all[:, i], fit_limit)
             choice = score.argmin(dim=1, keepdim=True)  # [E, 1]; first minimum on ties
             committed_flat.index_add_(0, rows.gather(1, choice).squeeze(1), job)
             choices.append(choice)
@@ -218,10 +225,29 @@ class BestFit(Heuristic):
         return actions
 
 
+class SimultaneousBestFit(Heuristic):
+    """Best fit decided by every dispatcher at once, from the state at the start of the step.
+
+    The same rule as :class:`BestFit`, but without seeing the other jobs of the step: the
+    information a decentralised dispatcher (and a learned policy) has. The gap between the two
+    measures what Best-Fit gains from deciding sequentially with fresh information.
+    """
+
+    fit_tol: float = BestFit.fit_tol
+
+    def __call__(self, view: ClusterView, jobs: Jobs) -> Tensor:
+        cap = view.capacity.to(torch.float64)  # [M, 2]
+        committed = view.committed.to(torch.float64)[:, view.candidates]  # [E, N, K, 2]
+        demand = torch.stack([jobs.cpu, jobs.mem], dim=-1).to(torch.float64).unsqueeze(2)  # [E, N, 1, 2]
+        score = fit_score(committed, demand, (1.0 / cap)[view.candidates], 1.0 + self.fit_tol)
+        return score.argmin(dim=-1)
+
+
 HEURISTICS: dict[str, type[Heuristic]] = {
     "random": RandomDispatch,
     "round_robin": RoundRobin,
     "least_loaded": LeastLoaded,
     "best_fit": BestFit,
+    "best_fit_simultaneous": SimultaneousBestFit,
 }
 """Heuristics by name, for configuration files and command lines."""

@@ -17,6 +17,7 @@ from guidedmarl_domains.cloud.heuristics import (
     LeastLoaded,
     RandomDispatch,
     RoundRobin,
+    SimultaneousBestFit,
 )
 from guidedmarl_domains.cloud.simulator import ClusterSimulator
 
@@ -68,7 +69,7 @@ def random_case(seed: int, e: int = 3, n: int = 40, m: int = 15, k: int = 4):
 
 # --------------------------------------------------------------------------- generic
 def test_registry() -> None:
-    assert set(HEURISTICS) == {"random", "round_robin", "least_loaded", "best_fit"}
+    assert set(HEURISTICS) == {"random", "round_robin", "least_loaded", "best_fit", "best_fit_simultaneous"}
     for cls in HEURISTICS.values():
         assert issubclass(cls, Heuristic)
 
@@ -249,3 +250,25 @@ def test_heuristics_drive_simulator(name: str) -> None:
         sim.tick()
     in_system = sim.total_completed + sim.num_running + sim.num_waiting
     assert torch.equal(sim.total_dispatched, in_system)
+
+
+def test_simultaneous_best_fit_decides_without_seeing_the_step() -> None:
+    # Same cluster as test_best_fit_packs_tightest: sequential Best-Fit spreads agents 0 and 1
+    # over s1 and s2; deciding at once from the start-of-step state, both pick s1 (herding).
+    view = view_of(
+        [4.0, 4.0, 4.0],
+        [8.0, 8.0, 8.0],
+        [[[0.0, 0.0], [3.0, 6.0], [2.0, 2.0]]],
+        [[[0.0, 0.0], [0.0, 0.0], [0.0, 2.0]]],
+        [[0, 1, 2], [0, 1, 2], [2, 0, 1], [0, 1, 2]],
+    )
+    jobs = jobs_of([[(1.0, 2.0), (1.0, 2.0), (2.0, 1.0), None]])
+    sim_bf = SimultaneousBestFit()
+    sim_bf.reset(1, 4, gen())
+    act = sim_bf(view, jobs)
+    assert act[0, :3].tolist() == [1, 1, 0]  # agent 2's candidates are [2, 0, 1]: s2 has 2 vCPU free
+    # with one job per step the two rules agree
+    single = jobs_of([[(1.0, 2.0), None, None, None]])
+    bf = BestFit()
+    bf.reset(1, 4, gen())
+    assert sim_bf(view, single)[0, 0] == bf(view, single)[0, 0]
