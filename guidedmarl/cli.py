@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from guidedmarl.analytical.layers import AllocationSolverError
 from guidedmarl.analytical.model import GuidanceError
 from guidedmarl.config import Algo, ConfigError, build_config, deep_merge, load_config_file
 from guidedmarl.domain import available_domains
@@ -95,7 +96,7 @@ def run(
 
         try:
             result = run_experiment(cfg, on_episode=on_episode)
-        except (ConfigError, GuidanceError, TrainingError, ValueError) as exc:
+        except (ConfigError, GuidanceError, TrainingError, AllocationSolverError, ValueError) as exc:
             progress.stop()
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# On CI (CI=true), property tests draw the same examples on every run, so that a red build
+# can be reproduced; locally they explore new examples each time.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,3 +36,9 @@ def load_example(name: str):
 def bins():
     """The example domain module (registers the domain `bins` on import)."""
     return load_example("custom_domain")
+
+
+@pytest.fixture(scope="session")
+def example():
+    """``example("name")`` imports ``examples/name.py``."""
+    return load_example
