@@ -19,9 +19,11 @@ from guidedmarl.analytical.layers import AllocationSolverError
 from guidedmarl.analytical.model import GuidanceError
 from guidedmarl.config import Algo, ConfigError, build_config, deep_merge, load_config_file
 from guidedmarl.domain import available_domains
+from guidedmarl.studies.cli import study_app
 from guidedmarl.training.trainer import TrainingError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Descent-Guided Policy Gradient (DG-PG) runs.")
+app.add_typer(study_app, name="study")
 console = Console()
 err_console = Console(stderr=True)
 

@@ -148,8 +148,8 @@ def test_least_loaded_picks_emptiest() -> None:
 
 
 # --------------------------------------------------------------------------- best fit
-def test_best_fit_packs_tightest() -> None:
-    # s0 empty 4/8, s1 has exactly 1 vCPU / 2 GiB free, s2 has 2 vCPU / 4 GiB free.
+def packing_case() -> tuple[ClusterView, Jobs]:
+    """s0 empty 4/8, s1 has exactly 1 vCPU / 2 GiB free, s2 has 2 vCPU / 4 GiB free."""
     view = view_of(
         [4.0, 4.0, 4.0],
         [8.0, 8.0, 8.0],
@@ -157,11 +157,16 @@ def test_best_fit_packs_tightest() -> None:
         [[[0.0, 0.0], [0.0, 0.0], [0.0, 2.0]]],
         [[0, 1, 2], [0, 1, 2], [2, 0, 1], [0, 1, 2]],
     )
+    return view, jobs_of([[(1.0, 2.0), (1.0, 2.0), (2.0, 1.0), None]])
+
+
+def test_best_fit_packs_tightest() -> None:
+    view, jobs = packing_case()
     bf = BestFit()
     bf.reset(1, 4, gen())
     # Agent 0 takes s1 (tight fit). Agent 1 no longer fits s1: takes s2 (leftover 1/4+2/8).
     # Agent 2 (2 vCPU): s2 now has 1 free vCPU, so s0. Agent 3 is idle.
-    act = bf(view, jobs_of([[(1.0, 2.0), (1.0, 2.0), (2.0, 1.0), None]]))
+    act = bf(view, jobs)
     assert act[0, :3].tolist() == [1, 2, 1]
 
 
@@ -255,14 +260,7 @@ def test_heuristics_drive_simulator(name: str) -> None:
 def test_simultaneous_best_fit_decides_without_seeing_the_step() -> None:
     # Same cluster as test_best_fit_packs_tightest: sequential Best-Fit spreads agents 0 and 1
     # over s1 and s2; deciding at once from the start-of-step state, both pick s1 (herding).
-    view = view_of(
-        [4.0, 4.0, 4.0],
-        [8.0, 8.0, 8.0],
-        [[[0.0, 0.0], [3.0, 6.0], [2.0, 2.0]]],
-        [[[0.0, 0.0], [0.0, 0.0], [0.0, 2.0]]],
-        [[0, 1, 2], [0, 1, 2], [2, 0, 1], [0, 1, 2]],
-    )
-    jobs = jobs_of([[(1.0, 2.0), (1.0, 2.0), (2.0, 1.0), None]])
+    view, jobs = packing_case()
     sim_bf = SimultaneousBestFit()
     sim_bf.reset(1, 4, gen())
     act = sim_bf(view, jobs)

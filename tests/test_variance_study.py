@@ -1,0 +1,175 @@
+"""`guidedmarl study variance`: files, CLI, slope fit, and a statistical sanity check."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from guidedmarl import RunConfig
+from guidedmarl.cli import app
+from guidedmarl.config import ConfigError
+from guidedmarl.run import build
+from guidedmarl.studies import ESTIMATORS, VarianceStudySettings, fit_power_law, run_variance_study
+from guidedmarl.studies.variance import _score
+
+runner = CliRunner()
+FILES = ("variance.csv", "variance.md", "variance.json", "variance.png", "command.txt")
+CLOUD_SMALL = {"domain_config": {"horizon": 5, "warmup": 2}}
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((out / "variance.csv").open()))
+
+
+def _check_outputs(out: Path, agents: list[int]) -> dict:
+    for name in FILES:
+        assert (out / name).is_file(), name
+    assert (out / "variance.png").read_bytes()[:4] == b"\x89PNG"
+    rows = _rows(out)
+    assert [(int(r["N"]), r["estimator"]) for r in rows] == [(n, e) for n in agents for e in ESTIMATORS]
+    doc = json.loads((out / "variance.json").read_text())
+    for quantity in ("variance", "relative_variance"):
+        assert set(doc["fits"][quantity]) == set(ESTIMATORS)
+    md = (out / "variance.md").read_text()
+    assert "| N | estimator | variance | std error | relative variance |" in md
+    info = (out / "command.txt").read_text()
+    assert "cpu_count:" in info and "torch:" in info and "torch_threads:" in info
+    return doc
+
+
+def test_bins_study_writes_every_file_with_finite_slopes(bins, tmp_path: Path) -> None:
+    out = tmp_path / "bins"
+    settings = VarianceStudySettings(
+        domain="bins", agents=[8, 16, 32], rollouts=8, scenarios=2, horizon=3, bootstrap=30, out=out, threads=1
+    )
+    result = run_variance_study(settings)
+    doc = _check_outputs(out, [8, 16, 32])
+    for est in ESTIMATORS:
+        assert math.isfinite(result.fits["variance"][est].slope), est
+        assert math.isfinite(doc["fits"]["variance"][est]["slope"])
+        assert math.isfinite(result.fits["variance"][est].boot_low)
+    assert all(float(r["variance"]) > 0 and float(r["std_error"]) >= 0 for r in _rows(out))
+    assert doc["resolved"]["steps"] == 3 and doc["resolved"]["domain_config"]["horizon"] == 3
+    assert doc["resolved"]["alpha"] == pytest.approx(0.9)  # start of the default schedule
+
+
+def test_cloud_study_runs_on_small_settings(tmp_path: Path) -> None:
+    out = tmp_path / "cloud"
+    settings = VarianceStudySettings(
+        domain="cloud", agents=[4, 8], rollouts=8, scenarios=2, bootstrap=20, out=out, threads=1, run_config=CLOUD_SMALL
+    )
+    result = run_variance_study(settings)
+    doc = _check_outputs(out, [4, 8])
+    # horizon: an explicit domain_config.horizon is used when --horizon is not given
+    assert doc["resolved"]["steps"] == 5 and doc["resolved"]["domain_config"]["warmup"] == 2
+    for est in ("guidance", "dgpg"):
+        assert math.isfinite(result.fits["variance"][est].slope), est
+    assert all(math.isfinite(float(r["variance"])) for r in _rows(out))
+
+
+def test_cli_study_variance(tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    args = ["study", "variance", "--domain", "cloud", "--agents", "4,8", "--rollouts", "8", "--scenarios", "2"]
+    args += ["--set", "domain_config.warmup=2", "--horizon", "4", "--bootstrap", "10", "--threads", "1"]
+    args += ["--alpha", "0.5", "--reward-units", "mean", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = _check_outputs(out, [4, 8])
+    assert doc["resolved"]["alpha"] == 0.5 and doc["resolved"]["steps"] == 4
+    assert doc["settings"]["reward_units"] == "mean"
+    assert "--agents 4,8" in (out / "command.txt").read_text()
+
+    bad = runner.invoke(app, ["study", "variance", "--rollouts", "7", "--scenarios", "2", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "multiple of scenarios" in bad.output
+    bad = runner.invoke(app, ["study", "variance", "--reward-units", "total", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "sum" in bad.output
+    bad = runner.invoke(app, ["study", "variance", "--domain", "nope", "--agents", "4", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "unknown domain 'nope'" in bad.output
+
+
+def test_checkpoint_policy_is_loaded_only_where_it_fits(bins, tmp_path: Path) -> None:
+    shared = RunConfig(domain="bins", agents=8, seed=3, ppo={"shared_parameters": True})
+    _, trainer = build(shared)
+    with torch.no_grad():
+        for p in trainer.actor.parameters():
+            p.add_(0.3)
+    torch.save(trainer.state_dict(), tmp_path / "shared.pt")
+    # shared parameters: any N with the same observation size (bins: N = 8 and N = 9 both have M = 2)
+    out = tmp_path / "from_ckpt"
+    settings = VarianceStudySettings(
+        domain="bins", agents=[8, 9], rollouts=4, scenarios=1, horizon=2, bootstrap=0, out=out,
+        checkpoint=tmp_path / "shared.pt", alpha=0.3,
+    )  # fmt: skip
+    run_variance_study(settings)
+    assert len(_rows(out)) == 6
+    # per-agent weights: only at their own N
+    per_agent = RunConfig(domain="bins", agents=8, seed=3, ppo={"shared_parameters": False})
+    _, trainer = build(per_agent)
+    torch.save(trainer.state_dict(), tmp_path / "own.pt")
+    with pytest.raises(ConfigError, match="does not fit the policy at N = 9"):
+        run_variance_study(
+            VarianceStudySettings(
+                domain="bins", agents=[8, 9], rollouts=4, scenarios=1, horizon=2, bootstrap=0,
+                out=tmp_path / "bad", checkpoint=tmp_path / "own.pt", run_config={"ppo": {"shared_parameters": False}},
+            )  # fmt: skip
+        )
+
+
+def test_power_law_fit_recovers_known_slopes() -> None:
+    ns = np.array([10, 30, 100, 300, 1000, 1500])
+    for slope in (0.0, 1.0, -0.5, 2.0):
+        fit = fit_power_law(ns, 3.7 * ns**slope)
+        assert fit.slope == pytest.approx(slope, abs=1e-10)
+        assert fit.intercept == pytest.approx(math.log(3.7), abs=1e-10)
+        assert fit.se == pytest.approx(0.0, abs=1e-10) and fit.points == 6
+    # noisy power law: the 95 % regression interval covers the true slope in ~95 % of cases
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(400):
+        fit = fit_power_law(ns, 2.0 * ns**1.0 * np.exp(rng.normal(0.0, 0.2, ns.size)))
+        covered += fit.ci_low <= 1.0 <= fit.ci_high
+    assert 0.90 <= covered / 400 <= 0.99
+    assert math.isnan(fit_power_law([5], [1.0]).slope)
+
+
+def test_logit_score_is_the_gradient_of_log_pi(bins) -> None:
+    _, trainer = build(RunConfig(domain="bins", agents=8, envs=3))
+    obs = torch.randn(3, 8, trainer.env.spec.obs_dim)
+    logits = trainer.actor.net(obs).detach().requires_grad_(True)
+    dist = torch.distributions.Categorical(logits=logits)
+    actions = dist.sample()
+    (grad,) = torch.autograd.grad(dist.log_prob(actions).sum(), logits)
+    torch.testing.assert_close(_score(trainer.actor, dist, actions), grad)
+
+
+def test_bins_guidance_variance_flat_while_shared_return_variance_grows(bins, tmp_path: Path) -> None:
+    """The claim on a case with a known answer.
+
+    In the bins toy the team reward is a sum over M ~ N/4 bins of squared deviations, so its
+    variance grows like N already in the environment's units ("mean"), while g_i only
+    involves agent i's bin: its variance does not grow with N.
+    """
+    settings = VarianceStudySettings(
+        domain="bins", agents=[8, 32, 128], rollouts=32, scenarios=4, horizon=3, bootstrap=0,
+        reward_units="mean", seed=1, out=tmp_path / "claim", threads=1,
+    )  # fmt: skip
+    result = run_variance_study(settings)
+    shared = result.fits["variance"]["shared"].slope
+    guidance = result.fits["variance"]["guidance"].slope
+    assert 0.6 < shared < 1.6, shared
+    assert abs(guidance) < 0.5, guidance
+    assert shared - guidance > 0.6
+    # the same data in sum units: the shared-return variance gains exactly N^2, the others nothing
+    summed = run_variance_study(
+        VarianceStudySettings(**{**settings.__dict__, "reward_units": "sum", "out": tmp_path / "sum"})
+    )
+    assert summed.fits["variance"]["shared"].slope == pytest.approx(shared + 2.0, abs=1e-6)
+    assert summed.fits["variance"]["guidance"].slope == pytest.approx(guidance, abs=1e-9)
+    assert summed.fits["variance"]["dgpg"].slope == pytest.approx(result.fits["variance"]["dgpg"].slope, abs=1e-6)
