@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from guidedmarl.analytical.surrogates import SurrogateConfig
 from guidedmarl.guidance.schedules import LinearAlpha, ScheduleConfig
 
 Algo = Literal["dgpg", "mappo", "ippo"]
@@ -50,6 +51,9 @@ class GuidanceConfig(_Strict):
         "standardize", description="how g is put on the scale of the standardised advantage"
     )
     exact_difference: bool = Field(False, description="use g_i - 1/2 ||z_i||^2 (exact difference of d)")
+    surrogate: SurrogateConfig | None = Field(
+        None, description="replace the model by a biased, noisy or rounded surrogate (stress test)"
+    )
 
 
 class EvalConfig(_Strict):

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import yaml
 
+from guidedmarl.analytical.surrogates import wrap_surrogate
 from guidedmarl.config import RunConfig
 from guidedmarl.domain import Domain, get_domain
 from guidedmarl.evaluation import EvalResult, evaluate_heuristic, run_policy
@@ -65,7 +66,7 @@ def build(config: RunConfig) -> tuple[Domain, Trainer]:
         torch.set_num_threads(config.threads)
     domain = get_domain(config.domain).from_config(config.agents, config.domain_config)
     use_guidance = config.algo == "dgpg"
-    model = domain.make_model() if use_guidance else None
+    model = wrap_surrogate(domain.make_model(), config.guidance.surrogate, config.seed) if use_guidance else None
     estimator = GuidedEstimator(
         config.guidance.alpha,
         config.guidance.scaling,
