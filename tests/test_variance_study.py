@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,31 +96,35 @@ def test_cli_study_variance(tmp_path: Path) -> None:
 
 
 def test_checkpoint_policy_is_loaded_only_where_it_fits(bins, tmp_path: Path) -> None:
-    shared = RunConfig(domain="bins", agents=8, seed=3, ppo={"shared_parameters": True})
-    _, trainer = build(shared)
-    with torch.no_grad():
-        for p in trainer.actor.parameters():
-            p.add_(0.3)
-    torch.save(trainer.state_dict(), tmp_path / "shared.pt")
+    from guidedmarl.run import run
+
+    # a real run's checkpoint; its config.yaml (same folder) supplies the network settings
+    cfg = RunConfig(domain="bins", agents=8, episodes=2, seed=3, out=tmp_path / "run", eval={"test_scenarios": 2})
+    trained = run(cfg)
+    ckpt = trained.out / "final.pt"
     # shared parameters: any N with the same observation size (bins: N = 8 and N = 9 both have M = 2)
     out = tmp_path / "from_ckpt"
     settings = VarianceStudySettings(
-        domain="bins", agents=[8, 9], rollouts=4, scenarios=1, horizon=2, bootstrap=0, out=out,
-        checkpoint=tmp_path / "shared.pt", alpha=0.3,
-    )  # fmt: skip
+        domain="bins", agents=[8, 9], rollouts=4, scenarios=1, horizon=2, bootstrap=0, out=out, checkpoint=ckpt
+    )
     run_variance_study(settings)
     assert len(_rows(out)) == 6
+    doc = json.loads((out / "variance.json").read_text())
+    assert doc["resolved"]["progress"] == 1.0 and doc["resolved"]["alpha"] == pytest.approx(0.2)  # end of the schedule
+    # the policy really is the checkpoint's: a different policy gives different gradients
+    fresh = run_variance_study(replace(settings, checkpoint=None, out=tmp_path / "fresh"))
+    assert [r["variance"] for r in fresh.rows] != [float(r["variance"]) for r in _rows(out)]
+
     # per-agent weights: only at their own N
     per_agent = RunConfig(domain="bins", agents=8, seed=3, ppo={"shared_parameters": False})
     _, trainer = build(per_agent)
     torch.save(trainer.state_dict(), tmp_path / "own.pt")
+    bad = replace(
+        settings, checkpoint=tmp_path / "own.pt", out=tmp_path / "bad", run_config={"ppo": {"shared_parameters": False}}
+    )
     with pytest.raises(ConfigError, match="does not fit the policy at N = 9"):
-        run_variance_study(
-            VarianceStudySettings(
-                domain="bins", agents=[8, 9], rollouts=4, scenarios=1, horizon=2, bootstrap=0,
-                out=tmp_path / "bad", checkpoint=tmp_path / "own.pt", run_config={"ppo": {"shared_parameters": False}},
-            )  # fmt: skip
-        )
+        run_variance_study(bad)
+    run_variance_study(replace(bad, agents=[8]))  # its own N is fine
 
 
 def test_power_law_fit_recovers_known_slopes() -> None:

@@ -81,7 +81,9 @@ def _command_line(params: dict[str, Any]) -> str:
 
 @study_app.command()
 def variance(
-    domain: Annotated[Optional[str], typer.Option(help="registered domain (default: from --config, else cloud)")] = None,
+    domain: Annotated[
+        Optional[str], typer.Option(help="registered domain (default: from --config, else cloud)")
+    ] = None,
     agents: Annotated[
         Optional[list[str]], typer.Option(help="N grid, comma-separated or repeated (default 10,30,100,300,1000,1500)")
     ] = None,
@@ -92,7 +94,8 @@ def variance(
     ] = None,
     seed: Annotated[int, typer.Option(help="run seed: policy initialisation, scenarios, sampling")] = 0,
     alpha: Annotated[
-        Optional[float], typer.Option(help="alpha of the DG-PG estimator (default: the schedule at the policy's progress, 0.9 fresh)")
+        Optional[float],
+        typer.Option(help="alpha of the DG-PG estimator (default: the schedule at the policy's progress, 0.9 fresh)"),
     ] = None,
     reward_units: Annotated[
         str, typer.Option(help="sum: team reward x N (undo a per-agent normalisation); mean: reward as returned")
@@ -100,7 +103,9 @@ def variance(
     checkpoint: Annotated[
         Optional[Path], typer.Option(help="trainer checkpoint (best.pt / final.pt of a run) to use as the fixed policy")
     ] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML or TOML run settings (ppo, guidance, domain_config)")] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="YAML or TOML run settings (ppo, guidance, domain_config)")
+    ] = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="override, e.g. --set domain_config.warmup=10")
     ] = None,
@@ -110,7 +115,13 @@ def variance(
 ) -> None:
     """Per-agent policy-gradient variance vs N: shared return (a), guidance (b), DG-PG mixed (c)."""
     from guidedmarl.analytical.model import GuidanceError
-    from guidedmarl.studies.variance import DEFAULT_AGENTS, ESTIMATORS, LABELS, VarianceStudySettings, run_variance_study
+    from guidedmarl.studies.variance import (
+        DEFAULT_AGENTS,
+        ESTIMATORS,
+        LABELS,
+        VarianceStudySettings,
+        run_variance_study,
+    )
 
     params = {
         "domain": domain, "agents": agents, "rollouts": rollouts, "scenarios": scenarios, "horizon": horizon,
@@ -180,7 +191,8 @@ def variance(
             fit = per[est]
             console.print(
                 f"slope of {quantity.replace('_', ' ')}, {LABELS[est]}: {fit.slope:.3f} "
-                f"(bootstrap 95% [{fit.boot_low:.2f}, {fit.boot_high:.2f}], regression [{fit.ci_low:.2f}, {fit.ci_high:.2f}])",
+                f"(bootstrap 95% [{fit.boot_low:.2f}, {fit.boot_high:.2f}], "
+                f"regression [{fit.ci_low:.2f}, {fit.ci_high:.2f}])",
                 markup=False,
                 highlight=False,
             )

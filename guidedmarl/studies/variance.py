@@ -77,7 +77,10 @@ What is measured, for each N of a list
   N), so the signal is debiased: ``||mean_i||^2 - Var_i / R``. It is aggregated as a ratio
   of averages over agents because a per-agent ratio explodes for agents whose signal is
   near zero. When the debiased signal is not positive the signal is not resolved at this
-  R and the relative variance is reported as NaN (and left out of the fit).
+  R and the relative variance is reported as NaN (and left out of the fit); a one-sided
+  95 % lower bound is always given (``relative_variance_lower95`` = Var / the 97.5 %
+  bootstrap percentile of the signal), which stays informative when the signal is not
+  resolved.
 
 Units (``reward_units``)
 ------------------------
@@ -112,7 +115,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -182,6 +185,8 @@ class VarianceStudySettings:
             raise ConfigError(f"agents: every N must be >= 1, got {self.agents}")
         if self.scenarios < 1:
             raise ConfigError(f"scenarios: must be >= 1, got {self.scenarios}")
+        if not 2 <= self.rollouts <= 4096:
+            raise ConfigError(f"rollouts: must lie in [2, 4096] (parallel environments), got {self.rollouts}")
         if self.rollouts % self.scenarios or self.rollouts // self.scenarios < 2:
             raise ConfigError(
                 f"rollouts ({self.rollouts}) must be a multiple of scenarios ({self.scenarios}) with at least "
@@ -286,12 +291,14 @@ def _summary(var: Tensor, signal: Tensor) -> _Stats:
     return _Stats(v, se_agents, s, v / s if s > 0 else float("nan"))
 
 
-def _bootstrap(grads: Tensor, groups: int, resamples: int, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Mean variance and relative variance on ``resamples`` rollout resamples (within groups)."""
+def _bootstrap(
+    grads: Tensor, groups: int, resamples: int, gen: torch.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean variance, relative variance and signal on ``resamples`` rollout resamples (within groups)."""
     r = grads.shape[0]
     reps = r // groups
     offsets = (torch.arange(groups) * reps).unsqueeze(1)
-    variances, relatives = np.empty(resamples), np.empty(resamples)
+    variances, relatives, signals = np.empty(resamples), np.empty(resamples), np.empty(resamples)
     for b in range(resamples):
         idx = (torch.randint(reps, (groups, reps), generator=gen) + offsets).reshape(-1)
         var, signal = _agent_moments(grads[idx], groups)
@@ -299,8 +306,8 @@ def _bootstrap(grads: Tensor, groups: int, resamples: int, gen: torch.Generator)
         # signal is centred on ||mean||^2, i.e. Var / R above the estimate: subtract it once
         # more (bootstrap bias correction), so that the replicates centre on the estimate
         st = _summary(var, signal - var / r)
-        variances[b], relatives[b] = st.variance, st.relative
-    return variances, relatives
+        variances[b], relatives[b], signals[b] = st.variance, st.relative, st.signal
+    return variances, relatives, signals
 
 
 # ------------------------------------------------------------------ rollouts
@@ -384,8 +391,8 @@ def _gradients(batch: _Batch, weights: Tensor) -> Tensor:
     grads = torch.zeros(*batch.scores[0].shape, dtype=torch.float64)
     for t, s in enumerate(batch.scores):
         w = weights[t]
-        grads += s.to(torch.float64) * (w.unsqueeze(-1) if s.dim() == w.dim() + 1 else w)
-    return grads if grads.dim() == 3 else grads.unsqueeze(-1)
+        grads += s.to(torch.float64) * w.unsqueeze(-1)
+    return grads
 
 
 # ------------------------------------------------------------------ configuration
@@ -490,7 +497,7 @@ def run_variance_study(
     base = _base_config(settings)
     domain_name = settings.domain or base.get("domain", "cloud")
     out = Path(settings.out) if settings.out is not None else Path(f"runs/variance-{domain_name}")
-    settings.out = out
+    settings = replace(settings, out=out, agents=agents)
     state = _checkpoint_state(Path(settings.checkpoint)) if settings.checkpoint is not None else None
 
     configs = {n: _config_for(settings, base, n, horizon) for n in agents}
@@ -513,7 +520,8 @@ def run_variance_study(
         alpha, progress = _alpha(settings, cfg, state)
         env = trainer.env
         steps = min(horizon, env.spec.horizon)
-        seeds = [s for s in domain.train_seeds(0, settings.scenarios, cfg.seed) for _ in range(settings.rollouts // settings.scenarios)]
+        replicas = settings.rollouts // settings.scenarios
+        seeds = [s for s in domain.train_seeds(0, settings.scenarios, cfg.seed) for _ in range(replicas)]
         batch = _collect(trainer, env, seeds, steps)
         estimator = GuidedEstimator(
             lambda p, a=alpha: a,
@@ -528,7 +536,8 @@ def run_variance_study(
         for est in ESTIMATORS:
             grads = _gradients(batch, weights[est])
             st = _summary(*_agent_moments(grads, settings.scenarios))
-            bv, br = _bootstrap(grads, settings.scenarios, settings.bootstrap, gen)
+            bv, br, bs = _bootstrap(grads, settings.scenarios, settings.bootstrap, gen)
+            signal_high = float(np.percentile(bs, 97.5)) if bs.size else float("nan")
             boot["variance"][est].append(bv)
             boot["relative"][est].append(br)
             finite_r = br[np.isfinite(br)]
@@ -542,10 +551,12 @@ def run_variance_study(
                     "se_agents": st.se_agents,
                     "relative_variance": st.relative,
                     "relative_variance_se": float(finite_r.std(ddof=1)) if finite_r.size > 1 else float("nan"),
+                    "relative_variance_lower95": st.variance / signal_high if signal_high > 0 else float("nan"),
                     "relative_resolved_fraction": float(finite_r.size / br.size) if br.size else float("nan"),
                     "signal": st.signal,
+                    "signal_se": float(bs.std(ddof=1)) if bs.size > 1 else float("nan"),
                     "alpha": alpha if est == "dgpg" else float("nan"),
-                    "reward_units": settings.reward_units if est == "shared" else ("standardised" if est == "dgpg" else "g"),
+                    "units": {"shared": settings.reward_units, "guidance": "g", "dgpg": "standardised"}[est],
                     "rollouts": settings.rollouts,
                     "scenarios": settings.scenarios,
                     "steps": steps,
@@ -574,7 +585,9 @@ def run_variance_study(
                 samples = np.stack([boot[key][est][i] for i in keep], axis=1)  # [B, points]
                 slopes = _bootstrap_slopes([own[i]["N"] for i in keep], samples)
                 fit.boot_used = int(slopes.size)
-                if slopes.size >= 20:
+                # resamples in which a point is unresolved are dropped: with many dropped the
+                # rest is a biased selection, so no bootstrap interval is given then
+                if slopes.size >= max(20, 0.8 * settings.bootstrap):
                     fit.boot_low, fit.boot_high = (float(q) for q in np.percentile(slopes, [2.5, 97.5]))
             fits[quantity][est] = fit
 
@@ -603,7 +616,9 @@ def _fit_text(fit: PowerLawFit) -> str:
     return f"{fit.slope:.3f} | {boot} | {reg} | {fit.points} | {fit.boot_used}"
 
 
-def _write_outputs(result: VarianceStudyResult, settings: VarianceStudySettings, meta: dict[str, Any], agents: list[int]) -> None:
+def _write_outputs(
+    result: VarianceStudyResult, settings: VarianceStudySettings, meta: dict[str, Any], agents: list[int]
+) -> None:
     out = result.out
     out.mkdir(parents=True, exist_ok=True)
     rows = result.rows
@@ -625,7 +640,8 @@ def _write_outputs(result: VarianceStudyResult, settings: VarianceStudySettings,
         "per_n_seconds": {str(k): v for k, v in result.per_n_seconds.items()},
         "machine": machine_info(),
     }
-    (out / "variance.json").write_text(json.dumps(doc, indent=1, default=_json_default))
+    text = json.dumps(_finite_or_null(doc), indent=1, default=_json_default, allow_nan=False)
+    (out / "variance.json").write_text(text)
 
     command = settings.command or "(Python API: guidedmarl.studies.run_variance_study)"
     info = machine_info()
@@ -637,6 +653,17 @@ def _write_outputs(result: VarianceStudyResult, settings: VarianceStudySettings,
     plot_variance(result, out / "variance.png", settings)
 
 
+def _finite_or_null(obj: Any) -> Any:
+    """NaN and infinities as JSON null (strict JSON has no NaN)."""
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_null(v) for v in obj]
+    return obj
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
@@ -645,32 +672,41 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj)}")
 
 
-def _write_markdown(result: VarianceStudyResult, settings: VarianceStudySettings, meta: dict[str, Any], command: str) -> None:
+def _write_markdown(
+    result: VarianceStudyResult, settings: VarianceStudySettings, meta: dict[str, Any], command: str
+) -> None:
     domain = result.rows[0]["domain"]
     units = "team reward x N (sum over agents)" if settings.reward_units == "sum" else "team reward as returned"
-    policy = f"checkpoint {settings.checkpoint}" if settings.checkpoint else f"fresh initialisation, seed {settings.seed}"
+    policy = f"checkpoint {settings.checkpoint}" if settings.checkpoint else "fresh initialisation"
+    policy += f", seed {settings.seed}"
     r, s = settings.rollouts, settings.scenarios
     md = [
         f"# Per-agent policy-gradient variance vs N: `{domain}`",
         "",
-        f"Command: `{command}`",
+        "Command:",
+        "",
+        "```",
+        command,
+        "```",
         "",
         f"* policy: {policy}; alpha of (c) = {meta.get('alpha', float('nan')):.3f}",
-        f"* {r} rollouts = {s} scenarios x {r // s} replicas, {meta.get('steps')} steps each, gamma = {meta.get('gamma')}",
+        f"* {r} rollouts = {s} scenarios x {r // s} replicas, {meta.get('steps')} steps each, "
+        f"gamma = {meta.get('gamma')}",
         f"* variance: trace of the within-scenario covariance of agent i's logit-space gradient "
         f"sum_t s_it w_it, mean over agents; std error: bootstrap over rollouts ({settings.bootstrap} resamples)",
         f"* units of (a): {units}; (b): squared guidance units (g); (c): standardised weights (unit-free)",
         "* relative variance: mean_i Var_i / mean_i ||mu_i||^2 with the debiased signal ||mean_i||^2 - Var_i / R "
-        "(nan: signal not resolved at this R)",
+        "(nan: signal not resolved at this R); rel. lower 95 %: Var / (97.5 % bootstrap percentile of the signal)",
         f"* wall-clock: {result.seconds:.1f} s",
         "",
-        "| N | estimator | variance | std error | relative variance | rel. std error |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| N | estimator | variance | std error | relative variance | rel. std error | rel. lower 95 % |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for row in result.rows:
         md.append(
             f"| {row['N']} | {LABELS[row['estimator']]} | {_fmt(row['variance'])} | {_fmt(row['std_error'], 2)} | "
-            f"{_fmt(row['relative_variance'])} | {_fmt(row['relative_variance_se'], 2)} |"
+            f"{_fmt(row['relative_variance'])} | {_fmt(row['relative_variance_se'], 2)} | "
+            f"{_fmt(row['relative_variance_lower95'], 3)} |"
         )
     md += [
         "",
@@ -689,45 +725,64 @@ def _write_markdown(result: VarianceStudyResult, settings: VarianceStudySettings
 
 
 def plot_variance(result: VarianceStudyResult, path: Path, settings: VarianceStudySettings) -> Path:
-    """Log-log plot: variance (left) and relative variance (right) vs N, fitted lines with slopes."""
+    """Log-log plot: variance (left) and relative variance (right) vs N, fitted lines with slopes.
+
+    Points carry bootstrap standard errors; relative variances whose signal is not resolved
+    are drawn as their 95 % lower bound (open triangles).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.8))
+    units = "team reward x N" if settings.reward_units == "sum" else "reward as returned"
     panels = (
-        ("variance", "std_error", f"per-agent gradient variance ({'sum' if settings.reward_units == 'sum' else 'mean'} units for (a))"),
-        ("relative_variance", "relative_variance_se", "relative variance Var / ||E grad||^2"),
+        ("variance", "std_error", f"per-agent gradient variance ((a): {units})"),
+        ("relative_variance", "relative_variance_se", "relative variance Var / ||E grad||^2 (scale-free)"),
     )
     for ax, (quantity, err, title) in zip(axes, panels):
         for est in ESTIMATORS:
-            own = [r for r in result.rows if r["estimator"] == est and np.isfinite(r[quantity]) and r[quantity] > 0]
-            if not own:
-                continue
-            ns = np.array([r["N"] for r in own], dtype=float)
-            ys = np.array([r[quantity] for r in own])
-            es = np.array([r[err] if np.isfinite(r[err]) else 0.0 for r in own])
-            lower = np.minimum(es, ys * 0.999)  # keep error bars above zero on a log axis
+            mine = [r for r in result.rows if r["estimator"] == est]
+            own = [r for r in mine if np.isfinite(r[quantity]) and r[quantity] > 0]
             fit = result.fits[quantity][est]
-            label = LABELS[est]
-            if np.isfinite(fit.slope):
-                ci = f" [{fit.boot_low:.2f}, {fit.boot_high:.2f}]" if np.isfinite(fit.boot_low) else ""
-                label += f": slope {fit.slope:.2f}{ci}"
-            ax.errorbar(ns, ys, yerr=[lower, es], fmt="o", color=COLOURS[est], capsize=3, label=label)
-            if np.isfinite(fit.slope):
-                grid = np.geomspace(ns.min(), ns.max(), 50)
-                ax.plot(grid, np.exp(fit.intercept) * grid**fit.slope, color=COLOURS[est], lw=1.2)
+            if own:
+                ns = np.array([r["N"] for r in own], dtype=float)
+                ys = np.array([r[quantity] for r in own])
+                es = np.array([r[err] if np.isfinite(r[err]) else 0.0 for r in own])
+                lower = np.minimum(es, ys * 0.999)  # keep error bars above zero on a log axis
+                label = LABELS[est]
+                if np.isfinite(fit.slope):
+                    ci = f" [{fit.boot_low:.2f}, {fit.boot_high:.2f}]" if np.isfinite(fit.boot_low) else ""
+                    label += f": slope {fit.slope:.2f}{ci}"
+                ax.errorbar(ns, ys, yerr=[lower, es], fmt="o", color=COLOURS[est], capsize=3, label=label)
+                if np.isfinite(fit.slope):
+                    grid = np.geomspace(ns.min(), ns.max(), 50)
+                    ax.plot(grid, np.exp(fit.intercept) * grid**fit.slope, color=COLOURS[est], lw=1.2)
+            if quantity == "relative_variance":
+                bounds = [
+                    r for r in mine if not np.isfinite(r[quantity]) and np.isfinite(r["relative_variance_lower95"])
+                ]
+                if bounds:
+                    ax.plot(
+                        [r["N"] for r in bounds],
+                        [r["relative_variance_lower95"] for r in bounds],
+                        "^",
+                        mfc="none",
+                        ms=8,
+                        color=COLOURS[est],
+                        label=f"{LABELS[est]}: signal unresolved, 95 % lower bound",
+                    )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("number of agents N")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    domain = result.rows[0]["domain"] if result.rows else "?"
+        ax.legend(fontsize=7.5)
+    first = result.rows[0] if result.rows else {}
     fig.suptitle(
-        f"{domain}: per-agent policy-gradient variance, {settings.rollouts} rollouts, "
-        f"{result.rows[0]['steps'] if result.rows else '?'} steps",
+        f"{first.get('domain', '?')}: per-agent policy-gradient variance at a fixed policy; "
+        f"{settings.rollouts} rollouts ({settings.scenarios} scenarios), {first.get('steps', '?')} steps",
         fontsize=11,
     )
     fig.tight_layout()
