@@ -1,4 +1,4 @@
-"""Command line: ``guidedmarl run`` and ``guidedmarl domains``.
+"""Command line: ``guidedmarl run``, ``guidedmarl domains`` and ``guidedmarl study ...``.
 
 Settings are resolved in this order (later wins): defaults, ``--config FILE`` (YAML or
 TOML), ``--set key=value`` overrides (dotted keys, values parsed as YAML), explicit flags.

@@ -155,6 +155,11 @@ class Trainer:
                 t0 = time.perf_counter()
                 assert self.model is not None
                 g = self.model.guidance(actions, env.model_context(), exact_difference=self.estimator.exact_difference)
+                if g.shape != step.active.shape:
+                    raise TrainingError(
+                        f"guidance has shape {tuple(g.shape)}, expected one weight per agent {tuple(step.active.shape)}; "
+                        "vector actions (action_dim > 1) give vector guidance, which the trainer does not mix yet"
+                    )
                 buf["g"].append(g * step.active)
                 guidance_seconds += time.perf_counter() - t0
             for key, val in (("obs", step.obs), ("state", step.state), ("active", step.active)):
