@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -284,3 +285,25 @@ def test_monte_carlo_detects_that_raw_guidance_is_not_the_gradient(p: Gaussian, 
         assume(bool(separated.any()))
         err = (terms.mean(0) - p.grad_mu()[:, 0]).abs()
         assert (err[separated] > Z * se[separated] + 1e-9).all()
+
+
+# ----------------------------------------------------------------------------- known library bug
+@pytest.mark.xfail(
+    strict=True,
+    reason="library bug (docs/theory_tests.md, 'Library issues'): guidance(exact_difference=True) "
+    "subtracts squared_norm() [E, N] from a [E, N, k] tensor for vector actions, broadcasting the wrong axes",
+)
+def test_exact_difference_with_vector_actions_keeps_each_agents_own_norm() -> None:
+    """E = 1, N = k = 2: the shapes broadcast, so no error is raised, but agent 0's second
+    action component gets agent 1's norm subtracted. Expected: g_ik - 1/2 ||z_i||^2 (the
+    method's definition, however meaningful it is for continuous actions)."""
+    with float64():
+        gen = torch.Generator().manual_seed(0)
+        ctx = LinearContext(
+            x0=torch.randn(3, generator=gen), B=torch.randn(2, 3, 2, generator=gen), x_ref=torch.randn(3, generator=gen)
+        )
+        actions = torch.randn(1, 2, 2, generator=gen)
+        model = LinearModel()
+        g = model.guidance(actions, ctx)
+        half_sq = 0.5 * ctx.B.square().sum((1, 2))  # [N]
+        torch.testing.assert_close(model.guidance(actions, ctx, exact_difference=True), g - half_sq[None, :, None])

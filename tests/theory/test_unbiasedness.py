@@ -177,12 +177,9 @@ def test_library_influence_and_guidance_are_the_option_effects(p: Problem) -> No
         # x without agent i's contribution: the same one-hot with row i zeroed
         onehot = p.model.relax(actions)
         d_all = p.model.distance(x, p.ctx.x_ref)
+        keep = [(torch.arange(n) != i).to(onehot.dtype)[:, None] for i in range(n)]
         difference = torch.stack(
-            [
-                d_all - p.model.distance(p.model.system_state(onehot * (torch.arange(n) != i)[:, None], ctx), p.ctx.x_ref)
-                for i in range(n)
-            ],
-            dim=1,
+            [d_all - p.model.distance(p.model.system_state(onehot * keep[i], ctx), p.ctx.x_ref) for i in range(n)], dim=1
         )
         exact = p.model.guidance(actions, ctx, exact_difference=True)
         torch.testing.assert_close(exact, difference, **EXACT)
