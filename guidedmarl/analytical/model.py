@@ -158,8 +158,16 @@ class AnalyticalModel(ABC):
             context: the environment's ``model_context()`` for this step.
             exact_difference: subtract 1/2 ||z_i||^2, which turns g_i into the exact change of
                 d(x, x_ref) caused by agent i's chosen option (x affine in each agent's
-                action); needs a sparse influence, so it always uses ``influence``.
+                action); needs a sparse influence, so it always uses ``influence``. Defined
+                for discrete actions only (for continuous actions the difference must be
+                taken against a reference action such as the policy mean: see
+                docs/theory_tests.md).
         """
+        if exact_difference and self.action_kind != "discrete":
+            raise GuidanceError(
+                "exact_difference is defined for discrete actions (the state change of the chosen option); "
+                "for continuous actions use the difference against the policy mean (docs/theory_tests.md)"
+            )
         x_ref = self.reference(context)
         if self.closed_form_influence or exact_difference:
             with torch.no_grad():

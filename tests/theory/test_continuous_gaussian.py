@@ -39,6 +39,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
+from guidedmarl.analytical.model import GuidanceError
 from guidedmarl.analytical import AnalyticalModel
 
 torch.set_num_threads(1)
@@ -212,8 +213,8 @@ def test_score_function_weights_exact_expectations(p: Gaussian) -> None:
 def test_raw_guidance_weight_ignores_where_the_reference_is(p: Gaussian) -> None:
     """Scalar actions, as the trainer uses them: mirror the reference through xbar
     (x_ref' = 2 xbar - x_ref). grad_mu G flips sign, but the expected score-function update
-    of the raw weight g (also with ``exact_difference=True``) stays ||B_i||^2: it cannot be
-    an estimator of grad G."""
+    of the raw weight g stays ||B_i||^2: it cannot be an estimator of grad G. (The library
+    refuses ``exact_difference=True`` for continuous actions: see the test below.)"""
     with float64():
         assume(p.grad_mu().abs().max() > 1e-2)
         model = LinearModel()
@@ -223,10 +224,9 @@ def test_raw_guidance_weight_ignores_where_the_reference_is(p: Gaussian) -> None
         torch.testing.assert_close(mirrored.grad_mu(), -p.grad_mu(), **EXACT)
         sq_norm = p.ctx.B.square().sum((1, 2))  # ||B_i||^2, [N]
         for problem in (p, mirrored):
-            for exact in (False, True):
-                g = model.guidance(actions, problem.ctx, exact_difference=exact)  # [E, N]
-                expected_update = torch.einsum("e,en,en->n", w, g, s_mu[..., 0])
-                torch.testing.assert_close(expected_update, sq_norm, **EXACT)
+            g = model.guidance(actions, problem.ctx)  # [E, N]
+            expected_update = torch.einsum("e,en,en->n", w, g, s_mu[..., 0])
+            torch.testing.assert_close(expected_update, sq_norm, **EXACT)
         # ... while the gradient differs between the two problems by 2 |grad_mu G| > 0
         assert (p.grad_mu() - mirrored.grad_mu()).abs().max() > 2e-2
 
@@ -288,22 +288,14 @@ def test_monte_carlo_detects_that_raw_guidance_is_not_the_gradient(p: Gaussian, 
 
 
 # ----------------------------------------------------------------------------- known library bug
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug (docs/theory_tests.md, 'Library issues'): guidance(exact_difference=True) "
-    "subtracts squared_norm() [E, N] from a [E, N, k] tensor for vector actions, broadcasting the wrong axes",
-)
-def test_exact_difference_with_vector_actions_keeps_each_agents_own_norm() -> None:
-    """E = 1, N = k = 2: the shapes broadcast, so no error is raised, but agent 0's second
-    action component gets agent 1's norm subtracted. Expected: g_ik - 1/2 ||z_i||^2 (the
-    method's definition, however meaningful it is for continuous actions)."""
+def test_exact_difference_is_refused_for_continuous_actions() -> None:
+    """``g - 1/2 ||z||^2`` is the change of d for a discrete option; for a continuous action it
+    would be the effect of a unit step, not a difference reward, so the library refuses it."""
     with float64():
         gen = torch.Generator().manual_seed(0)
         ctx = LinearContext(
             x0=torch.randn(3, generator=gen), B=torch.randn(2, 3, 2, generator=gen), x_ref=torch.randn(3, generator=gen)
         )
         actions = torch.randn(1, 2, 2, generator=gen)
-        model = LinearModel()
-        g = model.guidance(actions, ctx)
-        half_sq = 0.5 * ctx.B.square().sum((1, 2))  # [N]
-        torch.testing.assert_close(model.guidance(actions, ctx, exact_difference=True), g - half_sq[None, :, None])
+        with pytest.raises(GuidanceError, match="defined for discrete actions"):
+            LinearModel().guidance(actions, ctx, exact_difference=True)
