@@ -178,3 +178,87 @@ def test_bins_guidance_variance_flat_while_shared_return_variance_grows(bins, tm
     assert summed.fits["variance"]["shared"].slope == pytest.approx(shared + 2.0, abs=1e-6)
     assert summed.fits["variance"]["guidance"].slope == pytest.approx(guidance, abs=1e-9)
     assert summed.fits["variance"]["dgpg"].slope == pytest.approx(result.fits["variance"]["dgpg"].slope, abs=1e-6)
+
+
+# ------------------------------------------------------------------ --surrogate (stress test)
+def test_parse_surrogate_accepts_text_json_and_configs() -> None:
+    from guidedmarl.analytical.surrogates import BiasedConfig, NoisyConfig, RoundedConfig
+    from guidedmarl.studies.variance import parse_surrogate, surrogate_label
+
+    assert parse_surrogate(None) is None and parse_surrogate("exact") is None and parse_surrogate(" none ") is None
+    assert parse_surrogate("biased:beta=0.3") == BiasedConfig(beta=0.3, direction="random")
+    assert parse_surrogate("biased:beta=1,direction=uniform") == BiasedConfig(beta=1.0, direction="uniform")
+    assert parse_surrogate("noisy:sigma=0.3") == NoisyConfig(sigma=0.3)
+    assert parse_surrogate("rounded:step=0.1") == RoundedConfig(step=0.1)
+    assert parse_surrogate("rounded") == RoundedConfig()  # the config's defaults
+    assert parse_surrogate('{"kind": "noisy", "sigma": 1.5}') == NoisyConfig(sigma=1.5)
+    assert parse_surrogate({"kind": "biased", "beta": 0.1}) == BiasedConfig(beta=0.1)
+    assert surrogate_label("biased:beta=1,direction=uniform") == "biased beta=1 (uniform)"
+    assert [surrogate_label(s) for s in ("exact", "noisy:sigma=0.3", "rounded:step=0.5")] == [
+        "exact", "noisy sigma=0.3", "rounded step=0.5"
+    ]  # fmt: skip
+    for bad, message in (
+        ("biased:beta=-1", "biased.beta"),
+        ("noisy:sigma=0.3,beta=2", "noisy.beta"),
+        ("rounded:step=0", "rounded.step"),
+        ("gaussian:sigma=1", "does not match any of the expected tags"),
+        ("noisy:0.3", "expected key=value"),
+        ('{"kind": "noisy", ', "invalid JSON"),
+        ("biased:direction=sideways", "biased.direction"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            parse_surrogate(bad)
+
+
+def test_surrogate_changes_guidance_but_not_the_shared_return(tmp_path: Path) -> None:
+    base = dict(domain="cloud", agents=[4, 8], rollouts=8, scenarios=2, bootstrap=0, threads=1, run_config=CLOUD_SMALL)
+    exact = run_variance_study(VarianceStudySettings(**base, out=tmp_path / "exact"))
+    biased = run_variance_study(VarianceStudySettings(**base, out=tmp_path / "b", surrogate="biased:beta=1"))
+    var = {(r["N"], r["estimator"]): r["variance"] for r in exact.rows}
+    var_b = {(r["N"], r["estimator"]): r["variance"] for r in biased.rows}
+    for n in (4, 8):
+        assert var_b[(n, "shared")] == var[(n, "shared")]  # same sampled actions, no model in (a)
+        assert var_b[(n, "guidance")] != var[(n, "guidance")]
+    doc = json.loads((tmp_path / "b" / "variance.json").read_text())
+    assert doc["settings"]["surrogate"] == {"kind": "biased", "beta": 1.0, "direction": "random"}
+    assert doc["resolved"]["surrogate"] == doc["settings"]["surrogate"]
+    assert "surrogate biased beta=1" in (tmp_path / "b" / "variance.md").read_text()
+    assert json.loads((tmp_path / "exact" / "variance.json").read_text())["resolved"]["surrogate"] is None
+    assert "surrogate" not in (tmp_path / "exact" / "variance.md").read_text()
+
+    # the option replaces a surrogate of the run settings; without it, the run settings decide
+    noisy_cfg = {**CLOUD_SMALL, "guidance": {"surrogate": {"kind": "noisy", "sigma": 2.0}}}
+    over = run_variance_study(
+        VarianceStudySettings(**{**base, "run_config": noisy_cfg}, out=tmp_path / "over", surrogate="biased:beta=1")
+    )
+    assert [r["variance"] for r in over.rows] == [r["variance"] for r in biased.rows]
+    from_cfg = run_variance_study(VarianceStudySettings(**{**base, "run_config": noisy_cfg}, out=tmp_path / "cfg"))
+    assert json.loads((tmp_path / "cfg" / "variance.json").read_text())["resolved"]["surrogate"]["kind"] == "noisy"
+    assert [r["variance"] for r in from_cfg.rows] != [r["variance"] for r in exact.rows]
+    forced = run_variance_study(
+        VarianceStudySettings(**{**base, "run_config": noisy_cfg}, out=tmp_path / "forced", surrogate="exact")
+    )
+    assert [r["variance"] for r in forced.rows] == [r["variance"] for r in exact.rows]  # "exact" removes it
+    assert json.loads((tmp_path / "forced" / "variance.json").read_text())["resolved"]["surrogate"] is None
+
+    with pytest.raises(ConfigError, match="noisy.sigma"):
+        VarianceStudySettings(**base, surrogate="noisy:sigma=-1").check()
+
+
+def test_cli_study_variance_surrogate_option(tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    args = ["study", "variance", "--domain", "cloud", "--agents", "4,8", "--rollouts", "8", "--scenarios", "2"]
+    args += ["--set", "domain_config.warmup=2", "--horizon", "4", "--bootstrap", "0", "--threads", "1"]
+    result = runner.invoke(app, [*args, "--surrogate", "rounded:step=0.1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = _check_outputs(out, [4, 8])
+    assert doc["resolved"]["surrogate"] == {"kind": "rounded", "step": 0.1}
+    assert "--surrogate rounded:step=0.1" in (out / "command.txt").read_text()
+    json_spec = '{"kind": "noisy", "sigma": 0.3}'
+    result = runner.invoke(app, [*args, "--surrogate", json_spec, "--out", str(tmp_path / "json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "json" / "variance.json").read_text())["resolved"]["surrogate"]["sigma"] == 0.3
+
+    bad = runner.invoke(app, [*args, "--surrogate", "biased:beta=-0.5", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "biased.beta" in bad.output and "greater than or equal to 0" in bad.output
+    assert not (tmp_path / "bad").exists()

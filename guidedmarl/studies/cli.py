@@ -3,7 +3,12 @@
 ``guidedmarl study variance --domain cloud`` measures the per-agent policy-gradient
 variance of the shared-return, guidance and DG-PG estimators against N and writes
 ``variance.csv``, ``variance.md``, ``variance.json``, ``variance.png`` and ``command.txt``
-(see :mod:`guidedmarl.studies.variance` for what exactly is measured).
+(see :mod:`guidedmarl.studies.variance` for what exactly is measured); ``--surrogate``
+puts a deliberately imperfect model into the guidance.
+
+``guidedmarl study stress --domain cloud`` is the referee's stress test: variance slopes
+and DG-PG learning with biased, noisy and rounded surrogate models against the exact one
+and MAPPO; resumable (see :mod:`guidedmarl.studies.stress`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from rich.table import Table
 
 from guidedmarl.config import ConfigError, deep_merge, load_config_file
 
-study_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measurement studies (gradient variance...).")
+study_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measurement studies: variance, stress, scale, alpha.")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -57,16 +62,22 @@ def parse_agents(items: list[str]) -> list[int]:
     return values
 
 
-def _command_line(params: dict[str, Any]) -> str:
-    """The command as typed, plus an equivalent one with every option resolved."""
+def _command_line(
+    params: dict[str, Any], study: str = "variance", joined: tuple[str, ...] = ("agents",)
+) -> str:
+    """The command as typed, plus an equivalent one with every option resolved.
+
+    List values of the keys in ``joined`` are written comma-separated, other lists as
+    repeated options.
+    """
     typed = shlex.join(["guidedmarl", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "guidedmarl" else None
-    parts = ["guidedmarl", "study", "variance"]
+    parts = ["guidedmarl", "study", study]
     for key, value in params.items():
         if value is None or value == [] or value is False:
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(value, list):
-            if key == "agents":
+            if key in joined:
                 parts += [flag, ",".join(str(v) for v in value)]
             else:
                 for v in value:
@@ -112,6 +123,13 @@ def variance(
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for standard errors and slope intervals")] = 200,
     threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
     out: Annotated[Optional[Path], typer.Option(help="output directory (default runs/variance-DOMAIN)")] = None,
+    surrogate: Annotated[
+        Optional[str],
+        typer.Option(
+            help="imperfect model for (b) and (c): biased:beta=0.3[,direction=uniform], noisy:sigma=0.3, "
+            "rounded:step=0.1, exact, or JSON (default: the exact model, or guidance.surrogate of --config/--set)"
+        ),
+    ] = None,
 ) -> None:
     """Per-agent policy-gradient variance vs N: shared return (a), guidance (b), DG-PG mixed (c)."""
     from guidedmarl.analytical.model import GuidanceError
@@ -120,15 +138,18 @@ def variance(
         ESTIMATORS,
         LABELS,
         VarianceStudySettings,
+        parse_surrogate,
         run_variance_study,
+        surrogate_label,
     )
 
     params = {
         "domain": domain, "agents": agents, "rollouts": rollouts, "scenarios": scenarios, "horizon": horizon,
         "seed": seed, "alpha": alpha, "reward_units": reward_units, "checkpoint": checkpoint, "config": config,
-        "set": set_, "bootstrap": bootstrap, "threads": threads, "out": out,
+        "set": set_, "bootstrap": bootstrap, "threads": threads, "out": out, "surrogate": surrogate,
     }  # fmt: skip
     try:
+        parse_surrogate(surrogate)
         grid = parse_agents(agents) if agents else list(DEFAULT_AGENTS)
         params["agents"] = grid
         if reward_units not in ("sum", "mean"):
@@ -155,15 +176,17 @@ def variance(
             out=out,
             run_config=data,
             command=_command_line(params),
+            surrogate=surrogate,
         )
         settings.check()
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
 
+    model = f", surrogate model {surrogate_label(surrogate)}" if parse_surrogate(surrogate) is not None else ""
     console.print(
         f"guidedmarl study variance: [bold]{name}[/bold], N in {sorted(set(grid))}, {rollouts} rollouts "
-        f"({scenarios} scenarios), reward units {reward_units} -> {out}"
+        f"({scenarios} scenarios), reward units {reward_units}{model} -> {out}"
     )
     try:
         result = run_variance_study(settings, on_progress=console.print)
@@ -197,3 +220,137 @@ def variance(
                 highlight=False,
             )
     console.print(f"finished in {result.seconds:.1f} s; results in [bold]{result.out}[/bold]")
+
+
+def parse_variants(items: list[str]) -> list[str]:
+    """``--variant`` values; each may also hold several specs separated by ``;``."""
+    return [part.strip() for item in items for part in item.split(";") if part.strip()]
+
+
+@study_app.command()
+def stress(
+    domain: Annotated[
+        Optional[str], typer.Option(help="registered domain (default: from --config, else cloud)")
+    ] = None,
+    variant: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--variant",
+            help="model variant, repeatable: exact, biased:beta=0.3[,direction=uniform], noisy:sigma=0.3, "
+            "rounded:step=0.1, or JSON (default: exact; biased beta 0.1, 0.3, 1; noisy sigma 0.3, 1; "
+            "rounded step 0.1, 0.5)",
+        ),
+    ] = None,
+    agents: Annotated[int, typer.Option(help="N of the learning runs")] = 50,
+    episodes: Annotated[int, typer.Option(help="training episodes per run")] = 10,
+    seeds: Annotated[
+        Optional[list[str]], typer.Option(help="seeds of the learning runs, comma-separated or repeated (default 0,1,2)")
+    ] = None,
+    reference: Annotated[
+        str, typer.Option(help="no-guidance reference learner: mappo, ippo or none")
+    ] = "mappo",
+    floor: Annotated[str, typer.Option(help="heuristic used as the floor of the convergence criterion")] = "random",
+    target: Annotated[str, typer.Option(help="heuristic used as the target of the convergence criterion")] = "best_fit",
+    variance_agents: Annotated[
+        Optional[list[str]],
+        typer.Option(help="N grid of the variance part, comma-separated (default 10,100,1000; 0: no variance part)"),
+    ] = None,
+    rollouts: Annotated[int, typer.Option(help="variance part: rollouts per N")] = 64,
+    scenarios: Annotated[int, typer.Option(help="variance part: scenario groups")] = 4,
+    horizon: Annotated[Optional[int], typer.Option(help="variance part: steps per rollout (default 20)")] = None,
+    bootstrap: Annotated[int, typer.Option(help="variance part: bootstrap resamples")] = 200,
+    variance_seed: Annotated[int, typer.Option(help="variance part: seed of the fixed fresh policy")] = 0,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="YAML or TOML run settings shared by every run")
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="override, e.g. --set domain_config.warmup=10")
+    ] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads of every run")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output directory (default runs/stress-DOMAIN)")] = None,
+) -> None:
+    """Stress test: variance slopes and learning of DG-PG with biased, noisy or rounded models (resumable)."""
+    from guidedmarl.analytical.model import GuidanceError
+    from guidedmarl.studies.stress import DEFAULT_SEEDS, DEFAULT_VARIANCE_AGENTS, DEFAULT_VARIANTS, StressSettings
+    from guidedmarl.studies.stress import markdown_table, run_stress_study
+
+    params = {
+        "domain": domain, "variant": variant, "agents": agents, "episodes": episodes, "seeds": seeds,
+        "reference": reference, "floor": floor, "target": target, "variance_agents": variance_agents,
+        "rollouts": rollouts, "scenarios": scenarios, "horizon": horizon, "bootstrap": bootstrap,
+        "variance_seed": variance_seed, "config": config, "set": set_, "threads": threads, "out": out,
+    }  # fmt: skip
+    try:
+        variants = parse_variants(variant) if variant else list(DEFAULT_VARIANTS)
+        params["variant"] = variants
+        seed_list = _parse_ints(seeds, "--seeds") if seeds else list(DEFAULT_SEEDS)
+        params["seeds"] = seed_list
+        grid = _parse_ints(variance_agents, "--variance-agents") if variance_agents else list(DEFAULT_VARIANCE_AGENTS)
+        grid = [n for n in grid if n != 0]
+        params["variance_agents"] = grid or [0]
+        data: dict[str, Any] = load_config_file(config) if config else {}
+        data = deep_merge(data, parse_overrides(set_ or []))
+        name = domain or data.get("domain", "cloud")
+        params["domain"] = name
+        if out is None:
+            out = Path(f"runs/stress-{name}")
+            params["out"] = out
+        settings = StressSettings(
+            domain=name,
+            variants=variants,
+            agents=agents,
+            episodes=episodes,
+            seeds=seed_list,
+            reference=None if reference.lower() == "none" else reference.lower(),
+            floor=floor,
+            target=target,
+            variance_agents=grid,
+            rollouts=rollouts,
+            scenarios=scenarios,
+            horizon=horizon,
+            bootstrap=bootstrap,
+            variance_seed=variance_seed,
+            threads=threads,
+            out=out,
+            run_config=data,
+            command=_command_line(params, "stress", joined=("seeds", "variance_agents")),
+        )
+        settings.check()
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+    console.print(
+        f"guidedmarl study stress: [bold]{name}[/bold], {len(variants)} variants, learning at N = {agents} "
+        f"({episodes} episodes, seeds {seed_list}), variance at N in {grid} -> {out}",
+        markup=True,
+        highlight=False,
+    )
+    try:
+        result = run_stress_study(settings, on_progress=lambda msg: console.print(msg, markup=False, highlight=False))
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except (GuidanceError, ValueError, RuntimeError) as exc:  # training and solver errors are RuntimeErrors
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+    for line in markdown_table(result.rows):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"finished in {result.seconds:.1f} s ({result.executed['variance']} variance studies and "
+        f"{result.executed['learning']} training runs executed, the rest reused); results in [bold]{result.out}[/bold]"
+    )
+
+
+def _parse_ints(items: list[str], flag: str) -> list[int]:
+    try:
+        return parse_agents(items)
+    except ConfigError:
+        raise ConfigError(f"{flag} expects integers, got {items}") from None
+
+
+# `study scale` and `study alpha` (issue 3) live in their own module
+from guidedmarl.studies.scale_cli import register as _register_scale  # noqa: E402
+
+_register_scale(study_app)

@@ -104,6 +104,19 @@ Fits
 with two 95 % intervals: the bootstrap percentile interval (the fit repeated on every
 bootstrap resample; sampling noise of the rollouts) and the regression interval
 (slope +- t_{n-2} * standard error; misfit of a pure power law over the N grid).
+
+Imperfect models (``surrogate``)
+--------------------------------
+
+``surrogate`` (``--surrogate``) replaces the domain's analytical model by a deliberately
+imperfect one, :func:`guidedmarl.analytical.surrogates.wrap_surrogate` with the run seed
+(``guidance.surrogate`` of the run configuration; the trainer is built by
+:func:`guidedmarl.run.build`, which applies it): a biased or noisy reference, or a rounded
+state map. It changes (b) and (c) only; (a) does not involve the model, and the sampled
+actions are the same as with the exact model (the surrogates draw from their own
+generators). Given as text (:func:`parse_surrogate`): ``biased:beta=0.3``,
+``biased:beta=1,direction=uniform``, ``noisy:sigma=0.3``, ``rounded:step=0.1``,
+``exact``, or JSON such as ``{"kind": "noisy", "sigma": 0.3}``.
 """
 
 from __future__ import annotations
@@ -123,7 +136,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from guidedmarl.config import ConfigError, RunConfig, build_config, deep_merge, load_config_file
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from guidedmarl.analytical.surrogates import BiasedConfig, NoisyConfig, RoundedConfig, SurrogateConfig
+from guidedmarl.config import (
+    ConfigError,
+    RunConfig,
+    build_config,
+    deep_merge,
+    format_validation_error,
+    load_config_file,
+)
 from guidedmarl.domain import Domain, get_domain
 from guidedmarl.env import MultiAgentVecEnv
 from guidedmarl.guidance.estimator import GuidedEstimator
@@ -136,6 +160,74 @@ COLOURS = {"shared": "tab:red", "guidance": "tab:blue", "dgpg": "tab:purple"}
 DEFAULT_AGENTS: tuple[int, ...] = (10, 30, 100, 300, 1000, 1500)
 DEFAULT_HORIZON = 20
 RewardUnits = Literal["sum", "mean"]
+SURROGATE_EXAMPLES = 'biased:beta=0.3, noisy:sigma=0.3, rounded:step=0.1, exact, or JSON {"kind": "noisy", "sigma": 0.3}'
+_SURROGATE_ADAPTER: TypeAdapter[Any] = TypeAdapter(SurrogateConfig)
+
+
+# ------------------------------------------------------------------ surrogate models
+def parse_surrogate(spec: Any) -> BiasedConfig | NoisyConfig | RoundedConfig | None:
+    """A surrogate model's settings from text, a dict or a config object (None: exact model).
+
+    Text: ``KIND`` or ``KIND:key=value,key=value`` (values parsed as YAML), ``exact`` /
+    ``none`` for the exact model, or a JSON object. Validated by the pydantic
+    ``SurrogateConfig``; any problem raises :class:`ConfigError` naming the field.
+    """
+    if spec is None or isinstance(spec, BiasedConfig | NoisyConfig | RoundedConfig):
+        return spec
+    data: Any = spec
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text.lower() in ("", "exact", "none"):
+            return None
+        if text.startswith("{"):
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"surrogate {text!r}: invalid JSON ({exc}); expected e.g. {SURROGATE_EXAMPLES}") from None
+        else:
+            kind, _, rest = text.partition(":")
+            data = {"kind": kind.strip()}
+            for part in rest.split(","):
+                if not part.strip():
+                    continue
+                if "=" not in part:
+                    raise ConfigError(
+                        f"surrogate {text!r}: expected key=value after '{kind}:', got {part.strip()!r}; "
+                        f"e.g. {SURROGATE_EXAMPLES}"
+                    )
+                key, raw = part.split("=", 1)
+                try:
+                    data[key.strip()] = yaml.safe_load(raw)
+                except yaml.YAMLError:
+                    data[key.strip()] = raw.strip()
+    if not isinstance(data, dict):
+        raise ConfigError(f"surrogate {spec!r}: expected a mapping or text such as {SURROGATE_EXAMPLES}")
+    if data.get("kind") in ("exact", "none", None) and set(data) <= {"kind"}:
+        return None
+    try:
+        return _SURROGATE_ADAPTER.validate_python(data)
+    except ValidationError as err:
+        raise ConfigError(
+            format_validation_error(err, f"surrogate {spec!r}") + f"\n  (expected e.g. {SURROGATE_EXAMPLES})"
+        ) from None
+
+
+def surrogate_dict(spec: Any) -> dict[str, Any] | None:
+    """The validated surrogate as a plain dict (None: exact model)."""
+    cfg = parse_surrogate(spec)
+    return None if cfg is None else cfg.model_dump(mode="json")
+
+
+def surrogate_label(spec: Any) -> str:
+    """Short readable name: ``exact``, ``biased beta=0.3``, ``noisy sigma=1``, ``rounded step=0.1``."""
+    cfg = parse_surrogate(spec)
+    if cfg is None:
+        return "exact"
+    if isinstance(cfg, BiasedConfig):
+        return f"biased beta={cfg.beta:g}" + ("" if cfg.direction == "random" else f" ({cfg.direction})")
+    if isinstance(cfg, NoisyConfig):
+        return f"noisy sigma={cfg.sigma:g}"
+    return f"rounded step={cfg.step:g}"
 
 
 # ------------------------------------------------------------------ settings and results
@@ -160,6 +252,10 @@ class VarianceStudySettings:
             e.g. from ``--config`` and ``--set``; a checkpoint's ``config.yaml`` (same
             folder) is read first and these win over it.
         command: the command line, written to ``command.txt``.
+        surrogate: an imperfect model used by (b) and (c) instead of the exact one (text,
+            dict or config, see :func:`parse_surrogate`); it replaces any
+            ``guidance.surrogate`` of ``run_config`` (``"exact"`` removes it). None:
+            ``run_config`` decides (exact by default).
     """
 
     domain: str | None = None
@@ -176,6 +272,7 @@ class VarianceStudySettings:
     out: Path | None = None
     run_config: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
+    surrogate: Any = None
 
     def check(self) -> None:
         """Raise :class:`ConfigError` naming the first unusable value."""
@@ -202,6 +299,7 @@ class VarianceStudySettings:
             raise ConfigError(f"bootstrap: must be >= 0, got {self.bootstrap}")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise ConfigError(f"checkpoint not found: {self.checkpoint}")
+        parse_surrogate(self.surrogate)
 
 
 @dataclass
@@ -433,6 +531,8 @@ def _config_for(settings: VarianceStudySettings, base: dict[str, Any], n: int, h
     if "horizon" in domain_cls.settings_model.model_fields:
         data["domain_config"] = deep_merge(data.get("domain_config", {}) or {}, {"horizon": horizon})
     data.update(agents=n, envs=settings.rollouts, seed=settings.seed, algo="dgpg")
+    if settings.surrogate is not None:  # replaces (does not merge with) a configured surrogate; "exact" removes it
+        data["guidance"] = {**(data.get("guidance") or {}), "surrogate": surrogate_dict(settings.surrogate)}
     data["threads"] = settings.threads
     data["out"] = str(settings.out or "runs/variance")
     return build_config(data, "study settings")
@@ -497,7 +597,8 @@ def run_variance_study(
     base = _base_config(settings)
     domain_name = settings.domain or base.get("domain", "cloud")
     out = Path(settings.out) if settings.out is not None else Path(f"runs/variance-{domain_name}")
-    settings = replace(settings, out=out, agents=agents)
+    surrogate = None if settings.surrogate is None else (surrogate_dict(settings.surrogate) or "exact")
+    settings = replace(settings, out=out, agents=agents, surrogate=surrogate)
     state = _checkpoint_state(Path(settings.checkpoint)) if settings.checkpoint is not None else None
 
     configs = {n: _config_for(settings, base, n, horizon) for n in agents}
@@ -568,6 +669,8 @@ def run_variance_study(
         per_n_seconds[n] = time.perf_counter() - t0
         meta = {"alpha": alpha, "progress": progress, "gamma": cfg.ppo.gamma, "steps": steps}
         meta["domain_config"] = domain.settings.model_dump(mode="json")
+        model_surrogate = cfg.guidance.surrogate
+        meta["surrogate"] = None if model_surrogate is None else model_surrogate.model_dump(mode="json")
         shown = {e: next(r for r in rows if r["N"] == n and r["estimator"] == e) for e in ESTIMATORS}
         say(
             f"N = {n}: "
@@ -690,6 +793,11 @@ def _write_markdown(
         "```",
         "",
         f"* policy: {policy}; alpha of (c) = {meta.get('alpha', float('nan')):.3f}",
+        *(
+            [f"* analytical model of (b) and (c): surrogate {surrogate_label(meta['surrogate'])} ({meta['surrogate']})"]
+            if meta.get("surrogate")
+            else []
+        ),
         f"* {r} rollouts = {s} scenarios x {r // s} replicas, {meta.get('steps')} steps each, "
         f"gamma = {meta.get('gamma')}",
         f"* variance: trace of the within-scenario covariance of agent i's logit-space gradient "
@@ -780,8 +888,9 @@ def plot_variance(result: VarianceStudyResult, path: Path, settings: VarianceStu
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7.5)
     first = result.rows[0] if result.rows else {}
+    model = f", surrogate {surrogate_label(settings.surrogate)}" if parse_surrogate(settings.surrogate) else ""
     fig.suptitle(
-        f"{first.get('domain', '?')}: per-agent policy-gradient variance at a fixed policy; "
+        f"{first.get('domain', '?')}{model}: per-agent policy-gradient variance at a fixed policy; "
         f"{settings.rollouts} rollouts ({settings.scenarios} scenarios), {first.get('steps', '?')} steps",
         fontsize=11,
     )
