@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from guidedmarl.analytical.layers import AllocationSolverError
 from guidedmarl.analytical.model import GuidanceError
-from guidedmarl.config import Algo, ConfigError, build_config, deep_merge, load_config_file
+from guidedmarl.config import Algo, ConfigError, build_config, deep_merge, load_settings
 from guidedmarl.domain import available_domains
 from guidedmarl.studies.cli import study_app
 from guidedmarl.training.trainer import TrainingError
@@ -26,21 +25,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Descent-Guid
 app.add_typer(study_app, name="study")
 console = Console()
 err_console = Console(stderr=True)
-
-
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    """``["ppo.learning_rate=1e-3", ...]`` -> nested dict."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got '{item}'")
-        key, raw = item.split("=", 1)
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
-    return out
 
 
 @app.command()
@@ -61,8 +45,7 @@ def run(
     from guidedmarl.run import run as run_experiment  # torch import deferred: `--help` stays fast
 
     try:
-        data: dict[str, Any] = load_config_file(config) if config else {}
-        data = deep_merge(data, _parse_set(set_ or []))
+        data: dict[str, Any] = load_settings(config, set_)
         flags = {"domain": domain, "algo": algo, "agents": agents, "episodes": episodes, "seed": seed}
         flags |= {"out": out, "envs": envs, "threads": threads}
         data = deep_merge(data, {k: v for k, v in flags.items() if v is not None})

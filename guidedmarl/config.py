@@ -137,3 +137,31 @@ def build_config(data: dict[str, Any], source: str = "config") -> RunConfig:
         return RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set`` values, ``["ppo.learning_rate=1e-3", ...]``, as a nested dict.
+
+    Keys are dotted paths, values are parsed as YAML. A key below one that already holds
+    a value (``--set a=1 --set a.b=2``) raises :class:`ConfigError`.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: '{part}' is already set to a value")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def load_settings(config: Path | None, overrides: list[str] | None) -> dict[str, Any]:
+    """Settings of ``--config FILE`` (if given) with the ``--set`` ``overrides`` merged on top."""
+    data: dict[str, Any] = load_config_file(config) if config else {}
+    return deep_merge(data, parse_overrides(overrides or []))

@@ -18,6 +18,28 @@ def set_reward_scale(ax: plt.Axes) -> None:
         ax.set_yscale("symlog", linthresh=max(1.0, near))
 
 
+def legend_right(ax: plt.Axes) -> None:
+    """Small legend outside the axes, on the right, vertically centred."""
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+
+def loglog_against_n(ax: plt.Axes, title: str) -> None:
+    """Log-log axes with the x axis "number of agents N", a small title and a grid at every tick."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of agents N")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+
+
+def save_figure(fig: plt.Figure, path: Path, dpi: int = 120) -> Path:
+    """Lay out, write ``path`` and close the figure (frees its memory); returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_learning_curve(
     metrics: list[dict[str, float]],
     baselines: dict[str, float],
@@ -52,8 +74,5 @@ def plot_learning_curve(
     set_reward_scale(ax)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    legend_right(ax)
+    return save_figure(fig, path)

@@ -13,81 +13,24 @@ and MAPPO; resumable (see :mod:`guidedmarl.studies.stress`).
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
-from guidedmarl.config import ConfigError, deep_merge, load_config_file
+from guidedmarl.config import ConfigError, load_settings
+from guidedmarl.config import parse_overrides as parse_overrides  # re-exported: ``--set`` parsing
+from guidedmarl.studies.common import command_line, exit_on_error, parse_ints, study_target
 
 study_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measurement studies: variance, stress, scale, alpha.")
 console = Console()
-err_console = Console(stderr=True)
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["domain_config.horizon=5", ...]`` -> nested dict (values parsed as YAML), as ``run --set``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got '{item}'")
-        key, raw = item.split("=", 1)
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: '{part}' is already set to a value")
-            node = child
-        node[parts[-1]] = yaml.safe_load(raw)
-    return out
 
 
 def parse_agents(items: list[str]) -> list[int]:
     """``["10,30", "100"]`` -> [10, 30, 100] (commas and repeated options both work)."""
-    values: list[int] = []
-    for item in items:
-        for part in item.replace(" ", ",").split(","):
-            if not part:
-                continue
-            try:
-                values.append(int(part))
-            except ValueError:
-                raise ConfigError(f"--agents expects integers, got '{part}'") from None
-    return values
-
-
-def _command_line(
-    params: dict[str, Any], study: str = "variance", joined: tuple[str, ...] = ("agents",)
-) -> str:
-    """The command as typed, plus an equivalent one with every option resolved.
-
-    List values of the keys in ``joined`` are written comma-separated, other lists as
-    repeated options.
-    """
-    typed = shlex.join(["guidedmarl", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "guidedmarl" else None
-    parts = ["guidedmarl", "study", study]
-    for key, value in params.items():
-        if value is None or value == [] or value is False:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, list):
-            if key in joined:
-                parts += [flag, ",".join(str(v) for v in value)]
-            else:
-                for v in value:
-                    parts += [flag, str(v)]
-        elif value is True:
-            parts.append(flag)
-        else:
-            parts += [flag, str(value)]
-    resolved = shlex.join(parts)
-    return resolved if typed is None or typed == resolved else f"{typed}\nresolved: {resolved}"
+    return parse_ints(items, "--agents")
 
 
 @study_app.command()
@@ -154,13 +97,9 @@ def variance(
         params["agents"] = grid
         if reward_units not in ("sum", "mean"):
             raise ConfigError(f"--reward-units must be 'sum' or 'mean', got '{reward_units}'")
-        data: dict[str, Any] = load_config_file(config) if config else {}
-        data = deep_merge(data, parse_overrides(set_ or []))
-        name = domain or data.get("domain", "cloud")
-        params["domain"] = name
-        if out is None:
-            out = Path(f"runs/variance-{name}")
-            params["out"] = out
+        data = load_settings(config, set_)
+        name, out = study_target("variance", domain, data, out)
+        params["domain"], params["out"] = name, out
         settings = VarianceStudySettings(
             domain=name,
             agents=grid,
@@ -175,13 +114,12 @@ def variance(
             threads=threads,
             out=out,
             run_config=data,
-            command=_command_line(params),
+            command=command_line("variance", params, joined=("agents",)),
             surrogate=surrogate,
         )
         settings.check()
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        exit_on_error(exc, 2)
 
     model = f", surrogate model {surrogate_label(surrogate)}" if parse_surrogate(surrogate) is not None else ""
     console.print(
@@ -191,11 +129,9 @@ def variance(
     try:
         result = run_variance_study(settings, on_progress=console.print)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        exit_on_error(exc, 2)
     except (GuidanceError, ValueError, RuntimeError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        exit_on_error(exc, 1)
 
     table = Table(title=f"per-agent gradient variance ({name})")
     for col in ("N", "estimator", "variance", "std error", "relative variance"):
@@ -288,13 +224,9 @@ def stress(
         grid = _parse_ints(variance_agents, "--variance-agents") if variance_agents else list(DEFAULT_VARIANCE_AGENTS)
         grid = [n for n in grid if n != 0]
         params["variance_agents"] = grid or [0]
-        data: dict[str, Any] = load_config_file(config) if config else {}
-        data = deep_merge(data, parse_overrides(set_ or []))
-        name = domain or data.get("domain", "cloud")
-        params["domain"] = name
-        if out is None:
-            out = Path(f"runs/stress-{name}")
-            params["out"] = out
+        data = load_settings(config, set_)
+        name, out = study_target("stress", domain, data, out)
+        params["domain"], params["out"] = name, out
         settings = StressSettings(
             domain=name,
             variants=variants,
@@ -313,12 +245,11 @@ def stress(
             threads=threads,
             out=out,
             run_config=data,
-            command=_command_line(params, "stress", joined=("seeds", "variance_agents")),
+            command=command_line("stress", params, joined=("seeds", "variance_agents")),
         )
         settings.check()
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        exit_on_error(exc, 2)
 
     console.print(
         f"guidedmarl study stress: [bold]{name}[/bold], {len(variants)} variants, learning at N = {agents} "
@@ -329,11 +260,9 @@ def stress(
     try:
         result = run_stress_study(settings, on_progress=lambda msg: console.print(msg, markup=False, highlight=False))
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        exit_on_error(exc, 2)
     except (GuidanceError, ValueError, RuntimeError) as exc:  # training and solver errors are RuntimeErrors
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        exit_on_error(exc, 1)
 
     for line in markdown_table(result.rows):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -344,8 +273,9 @@ def stress(
 
 
 def _parse_ints(items: list[str], flag: str) -> list[int]:
+    """Integers of the list option ``flag``; the error names the option and every value given."""
     try:
-        return parse_agents(items)
+        return parse_ints(items, flag)
     except ConfigError:
         raise ConfigError(f"{flag} expects integers, got {items}") from None
 

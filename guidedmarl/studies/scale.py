@@ -92,6 +92,7 @@ from guidedmarl.config import ConfigError, RunConfig, build_config, deep_merge
 from guidedmarl.convergence import ConvergenceCriterion
 from guidedmarl.domain import get_domain
 from guidedmarl.evaluation import evaluate_heuristic
+from guidedmarl.studies.common import command_block, finite_or_null, machine_info, write_command_file
 from guidedmarl.studies.marl_eval import MarlEvalFormatError, RunCurve, build_marl_eval
 
 DEFAULT_AGENTS: tuple[int, ...] = (5, 10, 20, 50, 100, 200, 500, 1000, 1500)
@@ -673,8 +674,6 @@ def _heuristic_order(result: GridStudyResult) -> list[str]:
 
 def write_outputs(result: GridStudyResult, settings: GridStudySettings) -> None:
     """Write table, CSVs, JSON, plots, marl-eval export and command.txt into ``result.out``."""
-    from guidedmarl.studies.variance import machine_info
-
     out = result.out
     out.mkdir(parents=True, exist_ok=True)
     arms = settings.arms()
@@ -746,7 +745,7 @@ def write_outputs(result: GridStudyResult, settings: GridStudySettings) -> None:
         "convergence_note": result.convergence_note,
         "machine": machine_info(),
     }
-    (out / f"{study}.json").write_text(json.dumps(_finite_or_null(doc), indent=1, allow_nan=False))
+    (out / f"{study}.json").write_text(json.dumps(finite_or_null(doc), indent=1, allow_nan=False))
 
     # marl-eval export (common evaluation steps: marl-eval needs equal step counts)
     curves = [
@@ -769,32 +768,17 @@ def write_outputs(result: GridStudyResult, settings: GridStudySettings) -> None:
         export_error = f"marl_eval.json not written: {exc}"
 
     lines = [
-        f"command: {command}",
-        f"wall-clock seconds: {result.seconds:.1f}",
         f"cells run: {result.cells_run}, reused from earlier runs: {result.cells_reused}",
         f"sum of the cells' own run times (all cells, earlier invocations included): "
         f"{sum(c.seconds for c in result.cells):.1f} s",
     ]
     if export_error:
         lines.append(export_error)
-    lines += [f"{k}: {v}" for k, v in machine_info().items()]
-    (out / "command.txt").write_text("\n".join(lines) + "\n")
+    write_command_file(out, command, result.seconds, lines)
 
     for n in sorted(result.heuristics):
         plot_curves(result, settings, n, out / f"curves_N{n}.png")
     plot_episodes_to_converge(result, settings, out / "episodes_to_converge.png")
-
-
-def _finite_or_null(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite_or_null(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite_or_null(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def _eval_every(settings: GridStudySettings) -> int:
@@ -807,12 +791,7 @@ def _write_markdown(result: GridStudyResult, settings: GridStudySettings, arms: 
     md = [
         f"# {settings.title}: `{settings.domain_name}`",
         "",
-        "Command:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
+        *command_block(command),
         f"* grid: N in {sorted(result.heuristics)}, seeds {list(settings.seeds)}; training episodes: {budget}",
         "* every cell is one `guidedmarl run` with the same networks, PPO settings, training and test scenarios; "
         "the arms differ only in "
@@ -874,7 +853,7 @@ def plot_curves(result: GridStudyResult, settings: GridStudySettings, n: int, pa
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from guidedmarl.plotting import set_reward_scale
+    from guidedmarl.plotting import legend_right, save_figure, set_reward_scale
 
     fig, ax = plt.subplots(figsize=(9, 4.4))
     for k, arm in enumerate(settings.arms()):
@@ -898,11 +877,8 @@ def plot_curves(result: GridStudyResult, settings: GridStudySettings, n: int, pa
     set_reward_scale(ax)
     ax.set_title(f"{settings.domain_name}, N = {n}: test reward, min-max band over seeds")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    legend_right(ax)
+    return save_figure(fig, path)
 
 
 def plot_episodes_to_converge(result: GridStudyResult, settings: GridStudySettings, path: Path) -> Path:
@@ -912,6 +888,8 @@ def plot_episodes_to_converge(result: GridStudyResult, settings: GridStudySettin
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator, NullFormatter
+
+    from guidedmarl.plotting import legend_right, save_figure
 
     arms = settings.arms()
     fig, ax = plt.subplots(figsize=(8.5, 4.4))
@@ -968,9 +946,6 @@ def plot_episodes_to_converge(result: GridStudyResult, settings: GridStudySettin
     )
     ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+        legend_right(ax)
+    return save_figure(fig, path)
 

@@ -7,8 +7,6 @@ sub-app). List options take commas, repeats or several values after one flag:
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -17,12 +15,14 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
 
-from guidedmarl.config import ConfigError, deep_merge, load_config_file
+from guidedmarl.config import ConfigError, load_settings
+from guidedmarl.studies.common import command_line, exit_on_error, parse_floats, parse_ints, split_list, study_target
 
 console = Console()
-err_console = Console(stderr=True)
 
 LIST_OPTIONS = ("--agents", "--algos", "--seeds", "--alphas")
+JOINED = tuple(flag[2:] for flag in LIST_OPTIONS)
+"""Parameters written comma-separated in the resolved command line (``--set`` is repeated)."""
 
 
 class _ListOptionsCommand(TyperCommand):
@@ -43,62 +43,6 @@ class _ListOptionsCommand(TyperCommand):
                 current = None
             rewritten.append(arg)
         return super().parse_args(ctx, rewritten)
-
-
-def _split(items: list[str] | None, what: str) -> list[str]:
-    out: list[str] = []
-    for item in items or []:
-        out += [p for p in item.replace(" ", ",").split(",") if p]
-    return out
-
-
-def _ints(items: list[str] | None, what: str) -> list[int]:
-    values = []
-    for part in _split(items, what):
-        try:
-            values.append(int(part))
-        except ValueError:
-            raise ConfigError(f"{what} expects integers, got '{part}'") from None
-    return values
-
-
-def _floats(items: list[str] | None, what: str) -> list[float]:
-    values = []
-    for part in _split(items, what):
-        try:
-            values.append(float(part))
-        except ValueError:
-            raise ConfigError(f"{what} expects numbers, got '{part}'") from None
-    return values
-
-
-def _run_config(config: Path | None, set_: list[str] | None) -> dict[str, Any]:
-    from guidedmarl.studies.cli import parse_overrides  # at call time: studies.cli imports this module
-
-    data: dict[str, Any] = load_config_file(config) if config else {}
-    return deep_merge(data, parse_overrides(set_ or []))
-
-
-def _command_line(study: str, params: dict[str, Any]) -> str:
-    """The command as typed (when run as ``guidedmarl``), plus one with every option resolved."""
-    typed = shlex.join(["guidedmarl", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "guidedmarl" else None
-    parts = ["guidedmarl", "study", study]
-    for key, value in params.items():
-        if value is None or value == []:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else f"--no-{key.replace('_', '-')}")
-        elif isinstance(value, list):
-            if key == "set":
-                for v in value:
-                    parts += [flag, str(v)]
-            else:
-                parts += [flag, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
-        else:
-            parts += [flag, str(value)]
-    resolved = shlex.join(parts)
-    return resolved if typed is None or typed == resolved else f"{typed}\nresolved: {resolved}"
 
 
 def _print_result(result: Any) -> None:
@@ -129,8 +73,7 @@ def _execute(study: str, settings: Any) -> None:
     try:
         settings.check()
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        exit_on_error(exc, 2)
     arms = settings.arms()
     console.print(
         f"guidedmarl study {study}: [bold]{settings.domain_name}[/bold], N in {sorted(set(settings.agents))}, "
@@ -140,11 +83,9 @@ def _execute(study: str, settings: Any) -> None:
     try:
         result = run_grid_study(settings, on_progress=lambda m: console.print(m, markup=False, highlight=False))
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        exit_on_error(exc, 2)
     except (GuidanceError, TrainingError, AllocationSolverError, ValueError, RuntimeError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        exit_on_error(exc, 1)
     _print_result(result)
 
 
@@ -183,12 +124,11 @@ def register(study_app: typer.Typer) -> None:
         from guidedmarl.studies.scale import DEFAULT_AGENTS, DEFAULT_ALGOS, DEFAULT_SEEDS, ScaleStudySettings
 
         try:
-            grid = _ints(agents, "--agents") if agents else list(DEFAULT_AGENTS)
-            seed_list = _ints(seeds, "--seeds") if seeds else list(DEFAULT_SEEDS)
-            algo_list = _split(algos, "--algos") if algos else list(DEFAULT_ALGOS)
-            data = _run_config(config, set_)
-            name = domain or data.get("domain", "cloud")
-            folder = out or Path(f"runs/scale-{name}")
+            grid = parse_ints(agents, "--agents") if agents else list(DEFAULT_AGENTS)
+            seed_list = parse_ints(seeds, "--seeds") if seeds else list(DEFAULT_SEEDS)
+            algo_list = split_list(algos) if algos else list(DEFAULT_ALGOS)
+            data = load_settings(config, set_)
+            name, folder = study_target("scale", domain, data, out)
             params = {
                 "domain": name, "agents": grid, "algos": algo_list, "seeds": seed_list, "episodes": episodes,
                 "baseline_budget": baseline_budget, "floor": floor, "target": target, "config": config,
@@ -196,12 +136,11 @@ def register(study_app: typer.Typer) -> None:
             }  # fmt: skip
             settings = ScaleStudySettings(
                 domain=name, agents=grid, seeds=seed_list, episodes=episodes, run_config=data, threads=threads,
-                floor=floor, target=target, out=folder, command=_command_line("scale", params), algos=algo_list,
+                floor=floor, target=target, out=folder, command=command_line("scale", params, JOINED), algos=algo_list,
                 baseline_budget=baseline_budget,
             )  # fmt: skip
         except ConfigError as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
+            exit_on_error(exc, 2)
         _execute("scale", settings)
 
     @study_app.command(cls=_ListOptionsCommand)
@@ -233,12 +172,11 @@ def register(study_app: typer.Typer) -> None:
         from guidedmarl.studies.scale import DEFAULT_ALPHAS, DEFAULT_SEEDS, AlphaStudySettings
 
         try:
-            grid = _ints(agents, "--agents") if agents else [50]
-            seed_list = _ints(seeds, "--seeds") if seeds else list(DEFAULT_SEEDS)
-            alpha_list = _floats(alphas, "--alphas") if alphas else list(DEFAULT_ALPHAS)
-            data = _run_config(config, set_)
-            name = domain or data.get("domain", "cloud")
-            folder = out or Path(f"runs/alpha-{name}")
+            grid = parse_ints(agents, "--agents") if agents else [50]
+            seed_list = parse_ints(seeds, "--seeds") if seeds else list(DEFAULT_SEEDS)
+            alpha_list = parse_floats(alphas, "--alphas") if alphas else list(DEFAULT_ALPHAS)
+            data = load_settings(config, set_)
+            name, folder = study_target("alpha", domain, data, out)
             params = {
                 "domain": name, "agents": grid, "alphas": alpha_list, "decay": decay, "seeds": seed_list,
                 "episodes": episodes, "floor": floor, "target": target, "config": config, "set": set_,
@@ -246,10 +184,9 @@ def register(study_app: typer.Typer) -> None:
             }  # fmt: skip
             settings = AlphaStudySettings(
                 domain=name, agents=grid, seeds=seed_list, episodes=episodes, run_config=data, threads=threads,
-                floor=floor, target=target, out=folder, command=_command_line("alpha", params), alphas=alpha_list,
+                floor=floor, target=target, out=folder, command=command_line("alpha", params, JOINED), alphas=alpha_list,
                 decay=decay,
             )  # fmt: skip
         except ConfigError as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
+            exit_on_error(exc, 2)
         _execute("alpha", settings)

@@ -65,9 +65,16 @@ from guidedmarl.domain import get_domain
 from guidedmarl.evaluation import evaluate_heuristic
 from guidedmarl.run import build
 from guidedmarl.run import run as run_training
+from guidedmarl.studies.common import (
+    command_block,
+    finite_or_null,
+    interval_text,
+    machine_info,
+    slope_label,
+    write_command_file,
+)
 from guidedmarl.studies.variance import (
     VarianceStudySettings,
-    machine_info,
     parse_surrogate,
     run_variance_study,
     surrogate_dict,
@@ -195,19 +202,7 @@ def _slug(label: str) -> str:
 
 def _jsonable(obj: Any) -> Any:
     """Plain JSON types (for comparing stored settings), NaN and infinities as None."""
-    return json.loads(json.dumps(_finite_or_null(obj), default=str))
-
-
-def _finite_or_null(obj: Any) -> Any:
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite_or_null(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite_or_null(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    return json.loads(json.dumps(finite_or_null(obj), default=str))
 
 
 def _num(x: Any) -> float:
@@ -229,7 +224,7 @@ def _read_cell(folder: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
 def _write_cell(folder: Path, cell: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (CELL_FILE + ".tmp")
-    tmp.write_text(json.dumps(_finite_or_null(cell), indent=1, default=str))
+    tmp.write_text(json.dumps(finite_or_null(cell), indent=1, default=str))
     tmp.replace(folder / CELL_FILE)  # written last and atomically: a cell file means a finished cell
 
 
@@ -642,10 +637,9 @@ def _write_outputs(result: StressResult, settings: StressSettings) -> None:
         "calls": calls,
         "machine": machine_info(),
     }
-    (out / "stress.json").write_text(json.dumps(_finite_or_null(doc), indent=1, default=str, allow_nan=False))
+    (out / "stress.json").write_text(json.dumps(finite_or_null(doc), indent=1, default=str, allow_nan=False))
 
-    lines = [f"command: {command}", f"wall-clock seconds: {result.seconds:.1f}"]
-    lines += [f"cells run in this call: {result.executed['variance']} variance studies, "
+    lines = [f"cells run in this call: {result.executed['variance']} variance studies, "
               f"{result.executed['learning']} training runs (the others were reused)"]  # fmt: skip
     compute = sum(float(c["seconds"]) for c in result.cells) + sum(
         float(v.get("seconds") or 0.0) for v in result.variance.values()
@@ -660,8 +654,7 @@ def _write_outputs(result: StressResult, settings: StressSettings) -> None:
                 f"{done.get('variance', '?')} variance studies and {done.get('learning', '?')} training runs "
                 f"executed: {str(call.get('command')).splitlines()[0]}"
             )
-    lines += [f"{k}: {v}" for k, v in machine_info().items()]
-    (out / "command.txt").write_text("\n".join(lines) + "\n")
+    write_command_file(out, command, result.seconds, lines)
 
     _write_markdown(result, settings, command, compute, calls)
     plot_curves(result, settings, out / "stress_curves.png")
@@ -676,12 +669,7 @@ def _write_markdown(
     md = [
         f"# Stress test: DG-PG with imperfect analytical models (`{domain}`)",
         "",
-        "Command:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
+        *command_block(command),
         f"* learning: N = {settings.agents}, {settings.episodes} episodes, seeds {seeds}; every setting "
         "identical except the analytical model; test reward on the held-out scenarios after each episode "
         "(greedy unless configured otherwise); mean ± sample std over seeds",
@@ -740,8 +728,7 @@ def _write_markdown(
                 for quantity in ("variance", "relative_variance"):
                     fit = cell["fits"].get(quantity, {}).get(est) or {}
                     e = _fit_entry(fit)
-                    boot = f"[{e['low']:.2f}, {e['high']:.2f}]" if math.isfinite(e["low"]) else "n/a"
-                    reg = f"[{e['reg_low']:.2f}, {e['reg_high']:.2f}]" if math.isfinite(e["reg_low"]) else "n/a"
+                    boot, reg = interval_text(e["low"], e["high"]), interval_text(e["reg_low"], e["reg_high"])
                     slope = f"{e['slope']:.3f}" if math.isfinite(e["slope"]) else "nan"
                     md.append(f"| {label} | {est} | {quantity.replace('_', ' ')} | {slope} | {boot} | {reg} | "
                               f"{fit.get('points', 0)} |")  # fmt: skip
@@ -778,7 +765,7 @@ def plot_curves(result: StressResult, settings: StressSettings, path: Path) -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from guidedmarl.plotting import set_reward_scale
+    from guidedmarl.plotting import save_figure, set_reward_scale
 
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -824,10 +811,7 @@ def plot_curves(result: StressResult, settings: StressSettings, path: Path) -> P
         f"(mean over seeds {', '.join(str(s) for s in settings.seeds)})",
         fontsize=11,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_variance(result: StressResult, path: Path) -> Path:
@@ -836,6 +820,8 @@ def plot_variance(result: StressResult, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from guidedmarl.plotting import loglog_against_n, save_figure
 
     panels = (
         ("guidance", "variance", "(b) guidance: per-agent gradient variance"),
@@ -857,9 +843,7 @@ def plot_variance(result: StressResult, path: Path) -> Path:
             if not pts:
                 continue
             fit = _fit_entry(cell["fits"].get(quantity, {}).get(est))
-            text = f"{label}: slope {fit['slope']:.2f}" if math.isfinite(fit["slope"]) else label
-            if math.isfinite(fit["low"]):
-                text += f" [{fit['low']:.2f}, {fit['high']:.2f}]"
+            text = slope_label(label, fit["slope"], fit["low"], fit["high"])
             ns, ys = zip(*pts)
             ax.plot(ns, ys, marker=MARKERS[k % len(MARKERS)], color=colours[label], label=text)
             values += ys
@@ -867,15 +851,11 @@ def plot_variance(result: StressResult, path: Path) -> Path:
                 grid = np.geomspace(min(ns), max(ns), 20)
                 ax.plot(grid, ys[0] * grid / ns[0], ls=":", color="0.5", label="slope 1 (O(N)), for comparison")
                 guide = True
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        loglog_against_n(ax, title)
         if values:  # at least two decades, so that a flat line looks flat
             low, high = min(values), max(values)
             centre = math.sqrt(low * high)
             ax.set_ylim(min(low / 1.3, centre / 10), max(high * 1.3, centre * 10))
-        ax.set_xlabel("number of agents N")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     first = next(iter(result.variance.values()), {"rows": [{}]})["rows"][0]
     fig.suptitle(
@@ -883,7 +863,4 @@ def plot_variance(result: StressResult, path: Path) -> Path:
         f"({first.get('rollouts', '?')} rollouts, {first.get('steps', '?')} steps, fresh policy)",
         fontsize=11,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -124,8 +124,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -151,6 +149,8 @@ from guidedmarl.config import (
 from guidedmarl.domain import Domain, get_domain
 from guidedmarl.env import MultiAgentVecEnv
 from guidedmarl.guidance.estimator import GuidedEstimator
+from guidedmarl.studies.common import command_block, finite_or_null, interval_text, machine_info, slope_label
+from guidedmarl.studies.common import write_command_file
 from guidedmarl.training.networks import Actor
 from guidedmarl.training.trainer import Trainer
 
@@ -567,19 +567,6 @@ def _alpha(settings: VarianceStudySettings, cfg: RunConfig, state: dict[str, Any
     return float(cfg.guidance.alpha(progress)), progress
 
 
-def machine_info() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or "unknown",
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "numpy": np.__version__,
-    }
-
-
 # ------------------------------------------------------------------ the study
 def run_variance_study(
     settings: VarianceStudySettings, on_progress: Callable[[str], None] | None = None
@@ -714,8 +701,7 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 
 def _fit_text(fit: PowerLawFit) -> str:
-    boot = f"[{fit.boot_low:.2f}, {fit.boot_high:.2f}]" if np.isfinite(fit.boot_low) else "n/a"
-    reg = f"[{fit.ci_low:.2f}, {fit.ci_high:.2f}]" if np.isfinite(fit.ci_low) else "n/a"
+    boot, reg = interval_text(fit.boot_low, fit.boot_high), interval_text(fit.ci_low, fit.ci_high)
     return f"{fit.slope:.3f} | {boot} | {reg} | {fit.points} | {fit.boot_used}"
 
 
@@ -743,28 +729,14 @@ def _write_outputs(
         "per_n_seconds": {str(k): v for k, v in result.per_n_seconds.items()},
         "machine": machine_info(),
     }
-    text = json.dumps(_finite_or_null(doc), indent=1, default=_json_default, allow_nan=False)
+    text = json.dumps(finite_or_null(doc), indent=1, default=_json_default, allow_nan=False)
     (out / "variance.json").write_text(text)
 
     command = settings.command or "(Python API: guidedmarl.studies.run_variance_study)"
-    info = machine_info()
-    lines = [f"command: {command}", f"wall-clock seconds: {result.seconds:.1f}"]
-    lines += [f"{k}: {v}" for k, v in info.items()]
-    (out / "command.txt").write_text("\n".join(lines) + "\n")
+    write_command_file(out, command, result.seconds)
 
     _write_markdown(result, settings, meta, command)
     plot_variance(result, out / "variance.png", settings)
-
-
-def _finite_or_null(obj: Any) -> Any:
-    """NaN and infinities as JSON null (strict JSON has no NaN)."""
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_or_null(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite_or_null(v) for v in obj]
-    return obj
 
 
 def _json_default(obj: Any) -> Any:
@@ -786,12 +758,7 @@ def _write_markdown(
     md = [
         f"# Per-agent policy-gradient variance vs N: `{domain}`",
         "",
-        "Command:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
+        *command_block(command),
         f"* policy: {policy}; alpha of (c) = {meta.get('alpha', float('nan')):.3f}",
         *(
             [f"* analytical model of (b) and (c): surrogate {surrogate_label(meta['surrogate'])} ({meta['surrogate']})"]
@@ -843,6 +810,8 @@ def plot_variance(result: VarianceStudyResult, path: Path, settings: VarianceStu
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from guidedmarl.plotting import loglog_against_n, save_figure
+
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.8))
     units = "team reward x N" if settings.reward_units == "sum" else "reward as returned"
     panels = (
@@ -859,10 +828,7 @@ def plot_variance(result: VarianceStudyResult, path: Path, settings: VarianceStu
                 ys = np.array([r[quantity] for r in own])
                 es = np.array([r[err] if np.isfinite(r[err]) else 0.0 for r in own])
                 lower = np.minimum(es, ys * 0.999)  # keep error bars above zero on a log axis
-                label = LABELS[est]
-                if np.isfinite(fit.slope):
-                    ci = f" [{fit.boot_low:.2f}, {fit.boot_high:.2f}]" if np.isfinite(fit.boot_low) else ""
-                    label += f": slope {fit.slope:.2f}{ci}"
+                label = slope_label(LABELS[est], fit.slope, fit.boot_low, fit.boot_high)
                 ax.errorbar(ns, ys, yerr=[lower, es], fmt="o", color=COLOURS[est], capsize=3, label=label)
                 if np.isfinite(fit.slope):
                     grid = np.geomspace(ns.min(), ns.max(), 50)
@@ -881,11 +847,7 @@ def plot_variance(result: VarianceStudyResult, path: Path, settings: VarianceStu
                         color=COLOURS[est],
                         label=f"{LABELS[est]}: signal unresolved, 95 % lower bound",
                     )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("number of agents N")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3, which="both")
+        loglog_against_n(ax, title)
         ax.legend(fontsize=7.5)
     first = result.rows[0] if result.rows else {}
     model = f", surrogate {surrogate_label(settings.surrogate)}" if parse_surrogate(settings.surrogate) else ""
@@ -894,7 +856,4 @@ def plot_variance(result: VarianceStudyResult, path: Path, settings: VarianceStu
         f"{settings.rollouts} rollouts ({settings.scenarios} scenarios), {first.get('steps', '?')} steps",
         fontsize=11,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
