@@ -28,8 +28,6 @@ tests check the same facts on sampled actions with a bound of 5 standard errors.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,41 +38,12 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from guidedmarl.analytical.model import GuidanceError
-from guidedmarl.analytical import AnalyticalModel
+from guidedmarl.testing import LinearContext, LinearContinuousModel as LinearModel, default_dtype
 
 torch.set_num_threads(1)
 
 EXACT = {"rtol": 1e-9, "atol": 1e-9}
 """Quadrature is exact for these integrands; the tolerance only absorbs float64 rounding."""
-
-
-@contextmanager
-def float64() -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-@dataclass
-class LinearContext:
-    x0: Tensor  # [D]
-    B: Tensor  # [N, D, k]
-    x_ref: Tensor  # [D]
-
-
-class LinearModel(AnalyticalModel):
-    """x = x0 + sum_i B_i a_i on continuous actions ``[E, N, k]``."""
-
-    action_kind = "continuous"
-
-    def system_state(self, actions: Tensor, context: LinearContext) -> Tensor:
-        return context.x0 + torch.einsum("enk,ndk->ed", actions, context.B.to(actions.dtype))
-
-    def reference_state(self, context: LinearContext) -> Tensor:
-        return context.x_ref.unsqueeze(0)
 
 
 @dataclass
@@ -158,7 +127,7 @@ def scores(p: Gaussian, actions: Tensor) -> tuple[Tensor, Tensor]:
 def test_closed_forms_and_pathwise_guidance(p: Gaussian) -> None:
     """The quadrature reproduces G; the closed-form gradients are the autograd gradients of
     G; the library's guidance is B_i^T (x - x_ref) per sample, and its mean is grad_mu G."""
-    with float64():
+    with default_dtype():
         model = LinearModel()
         actions, w = gauss_hermite(p.mu, p.sigma)
         x = model.state(actions, p.ctx)
@@ -181,7 +150,7 @@ def test_closed_forms_and_pathwise_guidance(p: Gaussian) -> None:
 @settings(max_examples=40, deadline=None, database=None)
 @given(p=gaussians())
 def test_score_function_weights_exact_expectations(p: Gaussian) -> None:
-    with float64():
+    with default_dtype():
         model = LinearModel()
         actions, w = gauss_hermite(p.mu, p.sigma)
         s_mu, s_log_sigma = scores(p, actions)
@@ -215,7 +184,7 @@ def test_raw_guidance_weight_ignores_where_the_reference_is(p: Gaussian) -> None
     (x_ref' = 2 xbar - x_ref). grad_mu G flips sign, but the expected score-function update
     of the raw weight g stays ||B_i||^2: it cannot be an estimator of grad G. (The library
     refuses ``exact_difference=True`` for continuous actions: see the test below.)"""
-    with float64():
+    with default_dtype():
         assume(p.grad_mu().abs().max() > 1e-2)
         model = LinearModel()
         actions, w = gauss_hermite(p.mu, p.sigma)
@@ -252,7 +221,7 @@ def within(samples: Tensor, target: Tensor) -> tuple[bool, float]:
 @settings(max_examples=20, deadline=None, database=None)
 @given(p=gaussians(), seed=st.integers(0, 2**31 - 1))
 def test_monte_carlo_pathwise_and_exact_difference_are_unbiased(p: Gaussian, seed: int) -> None:
-    with float64():
+    with default_dtype():
         model = LinearModel()
         actions = sample(p, seed)
         g = vector_guidance(model, actions, p.ctx)
@@ -272,7 +241,7 @@ def test_monte_carlo_detects_that_raw_guidance_is_not_the_gradient(p: Gaussian, 
     """Scalar actions: the sampled g_i (a_i - mu_i) / sigma_i^2 agrees with ||B_i||^2 and,
     where ||B_i||^2 differs from grad_mu G by much more than the noise, is rejected as an
     estimate of grad_mu G by the same 5-standard-error test that accepts the others."""
-    with float64():
+    with default_dtype():
         model = LinearModel()
         actions = sample(p, seed)
         s_mu, _ = scores(p, actions)
@@ -291,7 +260,7 @@ def test_monte_carlo_detects_that_raw_guidance_is_not_the_gradient(p: Gaussian, 
 def test_exact_difference_is_refused_for_continuous_actions() -> None:
     """``g - 1/2 ||z||^2`` is the change of d for a discrete option; for a continuous action it
     would be the effect of a unit step, not a difference reward, so the library refuses it."""
-    with float64():
+    with default_dtype():
         gen = torch.Generator().manual_seed(0)
         ctx = LinearContext(
             x0=torch.randn(3, generator=gen), B=torch.randn(2, 3, 2, generator=gen), x_ref=torch.randn(3, generator=gen)

@@ -19,8 +19,7 @@ fixed r, and
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,39 +28,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-from guidedmarl.analytical import AnalyticalModel
+from guidedmarl.testing import AffineContext, AffineDiscreteModel, default_dtype
 
 torch.set_num_threads(1)
 
 EXACT = {"rtol": 1e-9, "atol": 1e-10}
-
-
-@contextmanager
-def float64() -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-@dataclass
-class AffineContext:
-    x0: Tensor  # [D]
-    effect: Tensor  # [N, A, D]
-    x_ref: Tensor  # [D], here a (detached) function of the policy
-    num_envs: int = 1
-
-
-class AffineDiscreteModel(AnalyticalModel):
-    action_kind = "discrete"
-
-    def system_state(self, actions: Tensor, context: AffineContext) -> Tensor:
-        return context.x0 + torch.einsum("ena,nad->ed", actions, context.effect.to(actions.dtype))
-
-    def reference_state(self, context: AffineContext) -> Tensor:
-        return context.x_ref.expand(context.num_envs, -1)
 
 
 @dataclass
@@ -131,7 +102,7 @@ def predicted_bias(p: EndogenousProblem, reference: Callable[[Tensor], Tensor]) 
 @settings(max_examples=40, deadline=None, database=None)
 @given(p=endogenous_problems())
 def test_policy_dependent_reference_biases_the_estimator_exactly_as_predicted(p: EndogenousProblem) -> None:
-    with float64():
+    with default_dtype():
         n, a, _ = p.effect.shape
         actions = all_joint_actions(n, a)
         prob = joint_log_prob(p.theta, actions).exp()
@@ -148,7 +119,7 @@ def test_policy_dependent_reference_biases_the_estimator_exactly_as_predicted(p:
 def test_reference_equal_to_the_policy_mean_state_does_not_bias(p: EndogenousProblem) -> None:
     """Envelope theorem: r = E_theta[x] minimises E||x - r||^2, so dG/dr = 0 and the frozen
     reference costs nothing, although r depends on theta (dr/dtheta != 0)."""
-    with float64():
+    with default_dtype():
         n, a, _ = p.effect.shape
         actions = all_joint_actions(n, a)
         prob = joint_log_prob(p.theta, actions).exp()
@@ -167,7 +138,7 @@ Z = 5.0
 def test_monte_carlo_detects_the_endogenous_bias(p: EndogenousProblem, seed: int) -> None:
     """The 5-standard-error test that accepts the exogenous estimator (test_unbiasedness.py)
     rejects it here, whenever the bias is at least 15 standard errors in some component."""
-    with float64():
+    with default_dtype():
         n, a, _ = p.effect.shape
         actions = all_joint_actions(n, a)
         prob = joint_log_prob(p.theta, actions).exp()

@@ -30,8 +30,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +38,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-from guidedmarl.analytical import AnalyticalModel
+from guidedmarl.testing import AffineContext, AffineDiscreteModel, LinearContext, LinearContinuousModel as LinearModel, default_dtype
 
 torch.set_num_threads(1)
 
@@ -48,35 +46,7 @@ EXACT = {"rtol": 1e-9, "atol": 1e-10}
 ALPHAS = (0.0, 0.3, 0.6, 0.9, 0.99)
 
 
-@contextmanager
-def float64() -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
 # ============================================================================== discrete
-@dataclass
-class AffineContext:
-    x0: Tensor  # [D]
-    effect: Tensor  # [N, A, D]
-    x_ref: Tensor  # [D]
-    num_envs: int = 1
-
-
-class AffineDiscreteModel(AnalyticalModel):
-    action_kind = "discrete"
-
-    def system_state(self, actions: Tensor, context: AffineContext) -> Tensor:
-        return context.x0 + torch.einsum("ena,nad->ed", actions, context.effect.to(actions.dtype))
-
-    def reference_state(self, context: AffineContext) -> Tensor:
-        return context.x_ref.expand(context.num_envs, -1)
-
-
 @dataclass
 class Game:
     model: AffineDiscreteModel
@@ -213,7 +183,7 @@ def stable_beta(game: Game, en: Enumerated, utility: Tensor) -> float:
 @settings(max_examples=30, deadline=None, database=None)
 @given(game=games())
 def test_guidance_vanishes_at_the_reachable_aligned_optimum(game: Game) -> None:
-    with float64():
+    with default_dtype():
         n, a, _ = game.sizes
         ctx = game.ctx
         star = game.optimum.unsqueeze(0)
@@ -231,7 +201,7 @@ def test_gradients_vanish_for_near_deterministic_policies_at_the_optimum(game: G
     """|grad J|, |grad G|, |E[g grad log pi]| <= max|f| N (A-1) e^-beta with f = -R, d, g
     (each f vanishes at a*; P(a != a*) <= N (A-1) e^-beta; |e_a - pi| <= 1).
     Softmax saturation alone makes these vanish; the bound needs f(a*) = 0."""
-    with float64():
+    with default_dtype():
         n, a, _ = game.sizes
         en = enumerate_game(game)
         for beta in (3.0, 8.0, 16.0, 30.0):
@@ -255,7 +225,7 @@ def test_gradients_vanish_for_near_deterministic_policies_at_the_optimum(game: G
 def test_aligned_optimum_is_stable_for_every_alpha_with_the_exact_difference_weight(game: Game) -> None:
     """Near a* the augmented ascent direction (1 - alpha) E[R grad log pi] - alpha E[w grad log pi],
     w = the library's exact-difference weight, lowers the logit of every deviation."""
-    with float64():
+    with default_dtype():
         en = enumerate_game(game)
         dev = deviation_mask(game)
         gaps = unilateral_values(game, en, en.reward)[dev]  # R(dev) - R(a*), R(a*) = 0
@@ -281,7 +251,7 @@ def test_first_order_weight_can_destabilise_the_aligned_optimum(game: Game) -> N
     v = -g_i(dev) = <C_i[a*_i] - C_i[a], C_i[a]>. When v > 0 (first-order guidance claims
     the deviation helps, although d grows), the update pushes toward the deviation once
     alpha > u / (u + v): the aligned, reachable optimum is no longer a fixed point."""
-    with float64():
+    with default_dtype():
         n, a, _ = game.sizes
         en = enumerate_game(game)
         dev = deviation_mask(game)
@@ -315,7 +285,7 @@ def test_misaligned_reference_moves_the_fixed_point(game: Game, data: st.DataObj
     the library's g_j(a*) = <x* - x_ref, C_j[a*_j]> is generally non-zero, and near a* the
     exact-difference augmented update pushes toward b exactly when
     alpha > u / (u + d*) with u = -R(x(b)), d* = d(x*, x_ref) (checked on both sides)."""
-    with float64():
+    with default_dtype():
         n, a, _ = game.sizes
         j = data.draw(st.integers(0, n - 1))
         b_j = data.draw(st.sampled_from([o for o in range(a) if o != int(game.optimum[j])]))
@@ -351,7 +321,7 @@ def test_mixed_stationary_points_of_j_are_shared_only_when_r_is_minus_d(game: Ga
     """Two agents, two options: J has a mixed stationary point (p, q) (each agent indifferent)
     when the team game has two pure equilibria. grad J = 0 there; grad G = 0 there too when
     R = -d (Q = I, x_ref = x*: then grad G = -grad J everywhere), but not in general."""
-    with float64():
+    with default_dtype():
         rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
         d = game.sizes[2]
         # a coordination game: x(1, 1) = x*, x(0, 0) = x* + w close to it, and the two
@@ -388,23 +358,6 @@ def test_mixed_stationary_points_of_j_are_shared_only_when_r_is_minus_d(game: Ga
 
 
 # ============================================================================== continuous
-@dataclass
-class LinearContext:
-    x0: Tensor  # [D]
-    B: Tensor  # [N, D, k]
-    x_ref: Tensor  # [D]
-
-
-class LinearModel(AnalyticalModel):
-    action_kind = "continuous"
-
-    def system_state(self, actions: Tensor, context: LinearContext) -> Tensor:
-        return context.x0 + torch.einsum("enk,ndk->ed", actions, context.B.to(actions.dtype))
-
-    def reference_state(self, context: LinearContext) -> Tensor:
-        return context.x_ref.unsqueeze(0)
-
-
 @dataclass
 class ContinuousGame:
     ctx: LinearContext
@@ -471,7 +424,7 @@ def test_continuous_aligned_reference_keeps_the_stationary_set_for_every_alpha(g
     """Stationary set of the augmented update = {mu : B mu = x* - x0} = argmax J, for every
     alpha in [0, 1]: B^T M B v = 0 iff B v = 0 for positive definite M, because
     v^T B^T M B v >= lambda_min(M) ||B v||^2 (checked on random v and on null-space v)."""
-    with float64():
+    with default_dtype():
         scale = 1.0 + float(game.matrix.abs().max()) ** 2 * (1.0 + float(game.Q.abs().max()))
         zero = torch.zeros_like(game.mu_star)
         torch.testing.assert_close(game.xbar(game.mu_star), game.target, **EXACT)
@@ -500,7 +453,7 @@ def test_continuous_misaligned_reference_moves_the_stationary_point(game: Contin
     """x_ref != x*: at the cooperative optimum mu*, grad J = 0 but the library's guidance
     g(mu*) = B^T (x* - x_ref) != 0, so mu* is not stationary for alpha > 0; the augmented
     stationary point trades J for G (J strictly worse, monotonically in alpha)."""
-    with float64():
+    with default_dtype():
         rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
         x_ref = game.target + torch.tensor(rng.standard_normal(game.target.shape[0]))
         moved = dataclasses.replace(game, ctx=dataclasses.replace(game.ctx, x_ref=x_ref))

@@ -23,10 +23,7 @@ gradient with a bound of 5 *exact* standard errors (from the enumerated variance
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +32,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-from guidedmarl.analytical import AnalyticalModel
+from guidedmarl.testing import AffineContext, AffineDiscreteModel, default_dtype
 
 torch.set_num_threads(1)
 
@@ -43,41 +40,7 @@ EXACT = {"rtol": 1e-9, "atol": 1e-10}
 """Tolerance of identities that hold exactly (float64 sums of at most 81 terms of size O(10))."""
 
 
-@contextmanager
-def float64() -> Iterator[None]:
-    """Run with float64 as torch's default dtype (``relax`` builds one-hots in it)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
 # ----------------------------------------------------------------------------- the model
-@dataclass
-class AffineContext:
-    x0: Tensor  # [D] state when no agent acts
-    effect: Tensor  # [N, A, D] C_i[a]: state change of agent i's option a
-    x_ref: Tensor  # [D] exogenous reference
-    num_envs: int = 1
-
-    def for_envs(self, num_envs: int) -> AffineContext:
-        return dataclasses.replace(self, num_envs=num_envs)
-
-
-class AffineDiscreteModel(AnalyticalModel):
-    """x = x0 + sum_i C_i[a_i], written on the float one-hot [E, N, A] (affine in each row)."""
-
-    action_kind = "discrete"
-
-    def system_state(self, actions: Tensor, context: AffineContext) -> Tensor:
-        return context.x0 + torch.einsum("ena,nad->ed", actions, context.effect.to(actions.dtype))
-
-    def reference_state(self, context: AffineContext) -> Tensor:
-        return context.x_ref.expand(context.num_envs, -1)
-
-
 @dataclass
 class Problem:
     model: AffineDiscreteModel
@@ -105,7 +68,7 @@ def problems(draw: st.DrawFn, equal_norms: bool | None = None, logit_scale: floa
     if n > 1 and draw(st.booleans()):
         effect[draw(st.integers(0, n - 1))] = 0.0  # an agent whose choice changes nothing
     scale = draw(st.floats(0.0, logit_scale))
-    with float64():
+    with default_dtype():
         ctx = AffineContext(
             x0=torch.tensor(rng.standard_normal(d)),
             effect=torch.tensor(effect),
@@ -164,7 +127,7 @@ def first_order_bias(p: Problem) -> Tensor:
 def test_library_influence_and_guidance_are_the_option_effects(p: Problem) -> None:
     """influence = C_i[a_i] (the state change of agent i's option relative to doing
     nothing); guidance = <x - x_ref, C_i[a_i]>; exact_difference = d(x) - d(x - z_i)."""
-    with float64():
+    with default_dtype():
         n, a, d = p.shape
         actions = all_joint_actions(n, a)
         ctx = p.ctx.for_envs(actions.shape[0])
@@ -190,7 +153,7 @@ def test_library_influence_and_guidance_are_the_option_effects(p: Problem) -> No
 @given(p=problems())
 def test_exact_difference_estimator_is_unbiased(p: Problem) -> None:
     """E[(g_i - 1/2||z_i||^2) grad_i log pi_i] = grad_i G exactly, for every problem."""
-    with float64():
+    with default_dtype():
         n, a, _ = p.shape
         actions = all_joint_actions(n, a)
         ctx = p.ctx.for_envs(actions.shape[0])
@@ -211,7 +174,7 @@ def test_exact_difference_estimator_is_unbiased(p: Problem) -> None:
 @given(p=problems())
 def test_first_order_estimator_bias_is_the_half_squared_norm_term(p: Problem) -> None:
     """E[g_i grad_i log pi_i] - grad_i G = grad_{theta_i} E_{pi_i}[1/2 ||C_i[a]||^2] exactly."""
-    with float64():
+    with default_dtype():
         n, a, _ = p.shape
         actions = all_joint_actions(n, a)
         ctx = p.ctx.for_envs(actions.shape[0])
@@ -229,7 +192,7 @@ def test_first_order_estimator_bias_is_the_half_squared_norm_term(p: Problem) ->
 @settings(max_examples=30, deadline=None, database=None)
 @given(p=problems(equal_norms=True))
 def test_first_order_estimator_is_unbiased_when_option_norms_are_equal(p: Problem) -> None:
-    with float64():
+    with default_dtype():
         n, a, _ = p.shape
         actions = all_joint_actions(n, a)
         ctx = p.ctx.for_envs(actions.shape[0])
@@ -243,7 +206,7 @@ def test_first_order_estimator_is_unbiased_when_option_norms_are_equal(p: Proble
 def test_first_order_bias_is_detected_when_option_norms_differ(p: Problem) -> None:
     """The reverse check: with unequal option norms the first-order estimator is off by a
     non-negligible amount, far outside the exact-test tolerance."""
-    with float64():
+    with default_dtype():
         predicted = first_order_bias(p)
         assume(predicted.abs().max() > 1e-3)
         n, a, _ = p.shape
@@ -265,7 +228,7 @@ def test_monte_carlo_exact_difference_estimator_matches_the_gradient(p: Problem,
     """Sampled joint actions as E environments, weights from the library's ``guidance``:
     the sample mean of (g_i - 1/2||z_i||^2) grad_i log pi_i lies within 5 exact standard
     errors (+1e-9) of grad_i G in every component."""
-    with float64():
+    with default_dtype():
         n, a, _ = p.shape
         gen = torch.Generator().manual_seed(seed)
         pi = torch.softmax(p.theta, -1)
