@@ -25,7 +25,6 @@ time_per_episode.png (log-log, fitted exponent from N = 100 up in the legend).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -267,14 +266,10 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def write_outputs(out: Path, rows: list[dict[str, Any]], info: dict[str, Any], command: str, wall: float) -> None:
+    from guidedmarl.run import write_csv
+
     out.mkdir(parents=True, exist_ok=True)
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with (out / "bench.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / "bench.csv", rows)
     exps: dict[str, dict[str, float | None]] = {}
     for dom in sorted({r["domain"] for r in rows if "error" not in r}):
         ok = [r for r in rows if r["domain"] == dom and "error" not in r]

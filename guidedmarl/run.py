@@ -95,15 +95,20 @@ def resolved_config(config: RunConfig, domain: Domain) -> dict[str, Any]:
     return data
 
 
-def _write_metrics(out: Path, metrics: list[dict[str, float]]) -> None:
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows of differing keys as one CSV: the columns are the union, in first-seen order."""
     keys: list[str] = []
-    for row in metrics:
+    for row in rows:
         keys += [k for k in row if k not in keys]
-    with (out / "metrics.csv").open("w", newline="") as fh:
+    with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
-        writer.writerows(metrics)
+        writer.writerows(rows)
+
+
+def _write_metrics(out: Path, metrics: list[dict[str, float]]) -> None:
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_csv(out / "metrics.csv", metrics)
 
 
 def run(
