@@ -243,6 +243,8 @@ def test_cli_scale_and_alpha_through_register(bins, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--agents expects integers" in bad.output
     bad = runner.invoke(app, ["study", "alpha", "--alphas", "1.5", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "[0, 1]" in bad.output
+    bad = runner.invoke(app, ["study", "scale", "--tolerance", "0", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "tolerance" in bad.output and "(0, 1]" in bad.output
     bad = runner.invoke(app, ["study", "scale", "--agents", "4", "--floor", "nope", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "convergence needs the heuristics ['nope']" in bad.output
     assert not (tmp_path / "x").exists()  # nothing written before the settings are checked

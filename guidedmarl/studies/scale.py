@@ -41,7 +41,7 @@ study seed), cached in ``OUT/heuristics/N<n>.json`` and reused for every cell of
 Convergence
 -----------
 
-:class:`~guidedmarl.convergence.ConvergenceCriterion` (defaults: moving window 3, band 5 %
+:class:`~guidedmarl.convergence.ConvergenceCriterion` (defaults: moving window 3, band 2 %
 of the floor-to-target range, quality gate 90 %) on each run's test-reward curve (the
 evaluations after training episodes 1, 2, ..., without the untrained episode 0), with
 floor = the ``floor`` heuristic (``random``) and target = the ``target`` heuristic

@@ -16,6 +16,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from guidedmarl.config import ConfigError, load_settings
+from guidedmarl.convergence import ConvergenceCriterion
 from guidedmarl.studies.common import command_line, exit_on_error, parse_floats, parse_ints, split_list, study_target
 
 console = Console()
@@ -43,6 +44,13 @@ class _ListOptionsCommand(TyperCommand):
                 current = None
             rewritten.append(arg)
         return super().parse_args(ctx, rewritten)
+
+
+def _criterion(tolerance: float) -> ConvergenceCriterion:
+    try:
+        return ConvergenceCriterion(tolerance=tolerance)
+    except ValueError as exc:
+        raise ConfigError(f"tolerance: {exc}") from exc
 
 
 def _print_result(result: Any) -> None:
@@ -111,6 +119,9 @@ def register(study_app: typer.Typer) -> None:
         ] = 2.5,
         floor: Annotated[str, typer.Option(help="heuristic used as the convergence floor")] = "random",
         target: Annotated[str, typer.Option(help="heuristic used as the convergence target")] = "best_fit",
+        tolerance: Annotated[
+            float, typer.Option(help="convergence band, a fraction of the floor-to-target range")
+        ] = ConvergenceCriterion.tolerance,
         config: Annotated[
             Optional[Path], typer.Option("--config", help="YAML or TOML run settings (ppo, guidance, eval...)")
         ] = None,
@@ -131,13 +142,13 @@ def register(study_app: typer.Typer) -> None:
             name, folder = study_target("scale", domain, data, out)
             params = {
                 "domain": name, "agents": grid, "algos": algo_list, "seeds": seed_list, "episodes": episodes,
-                "baseline_budget": baseline_budget, "floor": floor, "target": target, "config": config,
+                "baseline_budget": baseline_budget, "floor": floor, "target": target, "tolerance": tolerance, "config": config,
                 "set": set_, "threads": threads, "out": folder,
             }  # fmt: skip
             settings = ScaleStudySettings(
                 domain=name, agents=grid, seeds=seed_list, episodes=episodes, run_config=data, threads=threads,
                 floor=floor, target=target, out=folder, command=command_line("scale", params, JOINED), algos=algo_list,
-                baseline_budget=baseline_budget,
+                baseline_budget=baseline_budget, criterion=_criterion(tolerance),
             )  # fmt: skip
         except ConfigError as exc:
             exit_on_error(exc, 2)
@@ -159,6 +170,9 @@ def register(study_app: typer.Typer) -> None:
         episodes: Annotated[int, typer.Option(help="training episodes")] = 10,
         floor: Annotated[str, typer.Option(help="heuristic used as the convergence floor")] = "random",
         target: Annotated[str, typer.Option(help="heuristic used as the convergence target")] = "best_fit",
+        tolerance: Annotated[
+            float, typer.Option(help="convergence band, a fraction of the floor-to-target range")
+        ] = ConvergenceCriterion.tolerance,
         config: Annotated[
             Optional[Path], typer.Option("--config", help="YAML or TOML run settings (ppo, guidance, eval...)")
         ] = None,
@@ -179,13 +193,13 @@ def register(study_app: typer.Typer) -> None:
             name, folder = study_target("alpha", domain, data, out)
             params = {
                 "domain": name, "agents": grid, "alphas": alpha_list, "decay": decay, "seeds": seed_list,
-                "episodes": episodes, "floor": floor, "target": target, "config": config, "set": set_,
+                "episodes": episodes, "floor": floor, "target": target, "tolerance": tolerance, "config": config, "set": set_,
                 "threads": threads, "out": folder,
             }  # fmt: skip
             settings = AlphaStudySettings(
                 domain=name, agents=grid, seeds=seed_list, episodes=episodes, run_config=data, threads=threads,
                 floor=floor, target=target, out=folder, command=command_line("alpha", params, JOINED), alphas=alpha_list,
-                decay=decay,
+                decay=decay, criterion=_criterion(tolerance),
             )  # fmt: skip
         except ConfigError as exc:
             exit_on_error(exc, 2)

@@ -42,7 +42,7 @@ class AgentLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.shared:
-            return x @ self.weight[0] + self.bias[0]
+            return nn.functional.linear(x, self.weight[0].T, self.bias[0])
         # x: [..., N, in] with per-agent weights [N, in, out]
         return torch.einsum("...ni,nio->...no", x, self.weight) + self.bias
 
@@ -98,6 +98,11 @@ class Actor(nn.Module):
     def entropy(self, dist: Distribution) -> Tensor:
         ent = dist.entropy()
         return ent if self.discrete else ent.sum(-1)
+
+    def mode(self, obs: Tensor) -> Tensor:
+        """The most likely action (the mean if continuous), without building a distribution."""
+        out = self.net(obs)
+        return out.argmax(-1) if self.discrete else out
 
     def act(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
         """Sample (or take the mode of) an action; returns (actions, log-probabilities)."""

@@ -132,7 +132,9 @@ class Trainer:
     @torch.no_grad()
     def act(self, step: Step, deterministic: bool = True) -> Tensor:
         """Actions of the current policy for an environment step (used for evaluation)."""
-        actions, _ = self.actor.act(step.obs, deterministic=deterministic)
+        if deterministic:
+            return self.actor.mode(step.obs)
+        actions, _ = self.actor.act(step.obs, deterministic=False)
         return actions
 
     def _values(self, state: Tensor, obs: Tensor) -> Tensor:
