@@ -150,32 +150,54 @@ class AnalyticalModel(ABC):
         index = torch.arange(d, device=value.device).expand(e, n, d)
         return SparseInfluence(index=index, value=value)
 
-    def guidance(self, actions: Tensor, context: Any, exact_difference: bool = False) -> Tensor:
-        """Guidance weights g_i = <x - x_ref, z_i>, ``[E, N]`` (``[E, N, action_dim]`` if vector actions).
+    def guidance(
+        self,
+        actions: Tensor,
+        context: Any,
+        exact_difference: bool = False,
+        mean_action: Tensor | None = None,
+    ) -> Tensor:
+        """Guidance weight of every agent, ``[E, N]``.
+
+        Discrete actions: g_i = <x - x_ref, z_i> (the paper's weight); with
+        ``exact_difference``, g_i - 1/2 ||z_i||^2, the exact change of d(x, x_ref) caused by
+        agent i's chosen option (x affine in each agent's one-hot row; unbiased, see
+        docs/theory_tests.md section 1).
+
+        Continuous actions: g_i = (dx/da_i)^T (x - x_ref) is the *pathwise* gradient; used as
+        a score-function weight (a PPO advantage) it does not estimate the gradient of
+        G = E[d] (docs/theory_tests.md section 2). With ``mean_action`` (the policy mean
+        mu_i) the weight is the difference against the mean,
+        L_i = g_i . (a_i - mu_i) (exact for the mean of a Gaussian policy on a linear map,
+        first order otherwise), and with ``exact_difference`` additionally
+        - 1/2 ||z_i (a_i - mu_i)||^2, which makes it D_i = d(x) - d(x with a_i := mu_i)
+        exactly when x is affine in a_i. Without ``mean_action`` the raw pathwise g is
+        returned (``[E, N, action_dim]`` for vector actions), for analysis only.
 
         Args:
             actions: ``[E, N]`` integer (discrete) or ``[E, N, action_dim]`` float actions.
             context: the environment's ``model_context()`` for this step.
-            exact_difference: subtract 1/2 ||z_i||^2, which turns g_i into the exact change of
-                d(x, x_ref) caused by agent i's chosen option (x affine in each agent's
-                action); needs a sparse influence, so it always uses ``influence``. Defined
-                for discrete actions only (for continuous actions the difference must be
-                taken against a reference action such as the policy mean: see
-                docs/theory_tests.md).
+            exact_difference: see above.
+            mean_action: ``[E, N, action_dim]`` policy means (continuous actions only).
         """
-        if exact_difference and self.action_kind != "discrete":
+        continuous = self.action_kind == "continuous"
+        if mean_action is not None and not continuous:
+            raise GuidanceError("mean_action is for continuous actions; discrete guidance takes the chosen option")
+        if exact_difference and continuous and mean_action is None:
             raise GuidanceError(
-                "exact_difference is defined for discrete actions (the state change of the chosen option); "
-                "for continuous actions use the difference against the policy mean (docs/theory_tests.md)"
+                "exact_difference for continuous actions is the difference against a reference action: "
+                "pass mean_action (the policy mean), as the trainer does (docs/theory_tests.md)"
             )
+        if mean_action is not None and mean_action.shape != actions.shape:
+            raise GuidanceError(f"mean_action has shape {tuple(mean_action.shape)}, actions {tuple(actions.shape)}")
         x_ref = self.reference(context)
-        if self.closed_form_influence or exact_difference:
+        closed_form = self.closed_form_influence or (exact_difference and not continuous)
+        z: SparseInfluence | None = None
+        if closed_form:
             with torch.no_grad():
                 x = self.state(actions, context)
                 z = self.influence(actions, context)
                 g = z.dot(x - x_ref)
-                if exact_difference:
-                    g = g - 0.5 * z.squared_norm()
         else:
             with torch.enable_grad():
                 relaxed = self.relax(actions).detach().requires_grad_(True)
@@ -185,7 +207,22 @@ class AnalyticalModel(ABC):
                 g = grad.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
             else:
                 g = grad.squeeze(-1) if grad.shape[-1] == 1 else grad
-        return self._checked(g.detach(), "guidance")
+        if not continuous:
+            if exact_difference:
+                assert z is not None
+                g = g - 0.5 * z.squared_norm()
+            return self._checked(g.detach(), "guidance")
+        if mean_action is None:
+            return self._checked(g.detach(), "guidance")
+        delta = (actions - mean_action).to(g.dtype)  # [E, N, k]
+        g_vec = g.unsqueeze(-1) if g.dim() == 2 else g
+        weight = (g_vec * delta).sum(-1)
+        if exact_difference:
+            z = z if z is not None else self.influence(actions, context)
+            value = z.value if z.value.dim() == 4 else z.value.unsqueeze(-1)  # [E, N, K, k]
+            step = (value * delta.unsqueeze(2)).sum(-1)  # z_i (a_i - mu_i), [E, N, K]
+            weight = weight - 0.5 * step.square().sum(-1)
+        return self._checked(weight.detach(), "guidance")
 
     @staticmethod
     def _checked(t: Tensor, what: str) -> Tensor:

@@ -104,6 +104,12 @@ class Actor(nn.Module):
         out = self.net(obs)
         return out.argmax(-1) if self.discrete else out
 
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Sampled actions, their log-probabilities and (continuous actions) the policy mean."""
+        dist = self.distribution(obs)
+        actions = dist.sample()
+        return actions, self.log_prob(dist, actions), None if self.discrete else dist.mean
+
     def act(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
         """Sample (or take the mode of) an action; returns (actions, log-probabilities)."""
         dist = self.distribution(obs)

@@ -151,16 +151,19 @@ class Trainer:
         info_sums: dict[str, float] = {}
         guidance_seconds = 0.0
         for _ in range(spec.horizon):
-            actions, logp = self.actor.act(step.obs)
+            actions, logp, mean = self.actor.sample(step.obs)
             values = self.value_norm.denormalize(self._values(step.state, step.obs))
             if use_guidance:
                 t0 = time.perf_counter()
                 assert self.model is not None
-                g = self.model.guidance(actions, env.model_context(), exact_difference=self.estimator.exact_difference)
+                # continuous actions: the weight is the difference against the policy mean
+                # (raw pathwise g is not a score-function estimator; docs/theory_tests.md)
+                g = self.model.guidance(
+                    actions, env.model_context(), exact_difference=self.estimator.exact_difference, mean_action=mean
+                )
                 if g.shape != step.active.shape:
                     raise TrainingError(
-                        f"guidance has shape {tuple(g.shape)}, expected one weight per agent {tuple(step.active.shape)}; "
-                        "vector actions (action_dim > 1) give vector guidance, which the trainer does not mix yet"
+                        f"guidance has shape {tuple(g.shape)}, expected one weight per agent {tuple(step.active.shape)}"
                     )
                 buf["g"].append(g * step.active)
                 guidance_seconds += time.perf_counter() - t0

@@ -183,7 +183,7 @@ def test_raw_guidance_weight_ignores_where_the_reference_is(p: Gaussian) -> None
     """Scalar actions, as the trainer uses them: mirror the reference through xbar
     (x_ref' = 2 xbar - x_ref). grad_mu G flips sign, but the expected score-function update
     of the raw weight g stays ||B_i||^2: it cannot be an estimator of grad G. (The library
-    refuses ``exact_difference=True`` for continuous actions: see the test below.)"""
+    refuses ``exact_difference=True`` for continuous actions without a mean: see the last test.)"""
     with default_dtype():
         assume(p.grad_mu().abs().max() > 1e-2)
         model = LinearModel()
@@ -256,15 +256,37 @@ def test_monte_carlo_detects_that_raw_guidance_is_not_the_gradient(p: Gaussian, 
         assert (err[separated] > Z * se[separated] + 1e-9).all()
 
 
-# ----------------------------------------------------------------------------- known library bug
-def test_exact_difference_is_refused_for_continuous_actions() -> None:
+# ----------------------------------------------------------------------------- what the trainer uses
+@settings(max_examples=30, deadline=None, database=None)
+@given(p=gaussians())
+def test_library_mean_difference_weights_are_L_and_D(p: Gaussian) -> None:
+    """``guidance(..., mean_action=mu)`` is L_i = g_i . (a_i - mu_i), and with
+    ``exact_difference`` it is D_i (x affine in a_i), on the quadrature points; so by the
+    table above the trainer's weight estimates grad_mu G (L and D) and grad_log_sigma G (D)."""
+    with default_dtype():
+        model = LinearModel()
+        actions, w = gauss_hermite(p.mu, p.sigma)
+        mu = p.mu.expand_as(actions)
+        g = vector_guidance(model, actions, p.ctx)
+        linear = model.guidance(actions, p.ctx, mean_action=mu)
+        torch.testing.assert_close(linear, (g * (actions - mu)).sum(-1), **EXACT)
+        exact = model.guidance(actions, p.ctx, exact_difference=True, mean_action=mu)
+        torch.testing.assert_close(exact, difference_weights(model, actions, p.ctx, p.mu), **EXACT)
+        s_mu, s_log_sigma = scores(p, actions)
+        for weight in (linear, exact):
+            torch.testing.assert_close(torch.einsum("e,en,enk->nk", w, weight, s_mu), p.grad_mu(), **EXACT)
+        torch.testing.assert_close(torch.einsum("e,en,enk->nk", w, exact, s_log_sigma), p.grad_log_sigma(), **EXACT)
+
+
+def test_exact_difference_without_a_mean_is_refused_for_continuous_actions() -> None:
     """``g - 1/2 ||z||^2`` is the change of d for a discrete option; for a continuous action it
-    would be the effect of a unit step, not a difference reward, so the library refuses it."""
+    would be the effect of a unit step, not a difference reward, so the library refuses
+    ``exact_difference`` unless it is given the reference action (the policy mean)."""
     with default_dtype():
         gen = torch.Generator().manual_seed(0)
         ctx = LinearContext(
             x0=torch.randn(3, generator=gen), B=torch.randn(2, 3, 2, generator=gen), x_ref=torch.randn(3, generator=gen)
         )
         actions = torch.randn(1, 2, 2, generator=gen)
-        with pytest.raises(GuidanceError, match="defined for discrete actions"):
+        with pytest.raises(GuidanceError, match="pass mean_action"):
             LinearModel().guidance(actions, ctx, exact_difference=True)
