@@ -65,6 +65,13 @@ class AgentMLP(nn.Module):
         return self.body(x)
 
 
+def _scatter(packed: Tensor, active: Tensor) -> Tensor:
+    """Values of the active entries ``[S, ...]`` back into ``[*active.shape, ...]``, zeros elsewhere."""
+    out = packed.new_zeros((*active.shape, *packed.shape[1:]))
+    out[active] = packed
+    return out
+
+
 class Actor(nn.Module):
     """pi(a_i | o_i): categorical logits (discrete) or a diagonal Gaussian (continuous)."""
 
@@ -80,6 +87,7 @@ class Actor(nn.Module):
         super().__init__()
         self.discrete = num_actions > 0
         out = num_actions if self.discrete else action_dim
+        self.shared = shared
         self.net = AgentMLP(num_agents, obs_dim, hidden, out, shared, out_gain=0.01)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.zeros(action_dim))
@@ -91,6 +99,11 @@ class Actor(nn.Module):
             return Categorical(logits=out)
         return Normal(out, self.log_std.exp().expand_as(out))
 
+    def _empty_actions(self, obs: Tensor) -> Tensor:
+        if self.discrete:
+            return torch.zeros(obs.shape[:-1], dtype=torch.long, device=obs.device)
+        return obs.new_zeros((*obs.shape[:-1], self.log_std.numel()))
+
     def log_prob(self, dist: Distribution, actions: Tensor) -> Tensor:
         lp = dist.log_prob(actions)
         return lp if self.discrete else lp.sum(-1)
@@ -99,25 +112,35 @@ class Actor(nn.Module):
         ent = dist.entropy()
         return ent if self.discrete else ent.sum(-1)
 
-    def mode(self, obs: Tensor) -> Tensor:
-        """The most likely action (the mean if continuous), without building a distribution."""
+    def mode(self, obs: Tensor, active: Tensor | None = None) -> Tensor:
+        """The most likely action (the mean if continuous), without building a distribution.
+
+        With ``active`` (``[..., N]`` bool) and shared weights, only active agents are computed
+        (see :meth:`sample`); the others get action 0.
+        """
+        if active is not None and self.shared:
+            return _scatter(self.mode(obs[active]), active)
+        if obs.numel() == 0:
+            return self._empty_actions(obs)
         out = self.net(obs)
         return out.argmax(-1) if self.discrete else out
 
-    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Sampled actions, their log-probabilities and (continuous actions) the policy mean."""
+    def sample(self, obs: Tensor, active: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Sampled actions, their log-probabilities and (continuous actions) the policy mean.
+
+        With ``active`` and shared weights the network runs on the active agents only (an
+        environment ignores inactive agents' actions and the loss masks them): inactive
+        agents get action, log-probability and mean 0.
+        """
+        if active is not None and self.shared:
+            actions, logp, mean = self.sample(obs[active])
+            return _scatter(actions, active), _scatter(logp, active), None if mean is None else _scatter(mean, active)
+        if obs.numel() == 0:  # no agent acts (distributions refuse empty batches)
+            empty = self._empty_actions(obs)
+            return empty, obs.new_zeros(obs.shape[:-1]), None if self.discrete else empty
         dist = self.distribution(obs)
         actions = dist.sample()
         return actions, self.log_prob(dist, actions), None if self.discrete else dist.mean
-
-    def act(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
-        """Sample (or take the mode of) an action; returns (actions, log-probabilities)."""
-        dist = self.distribution(obs)
-        if deterministic:
-            actions = dist.probs.argmax(-1) if self.discrete else dist.mean
-        else:
-            actions = dist.sample()
-        return actions, self.log_prob(dist, actions)
 
 
 class CentralCritic(nn.Module):

@@ -72,6 +72,13 @@ def compute_gae(rewards: Tensor, values: Tensor, gamma: float, lam: float) -> Te
     return adv
 
 
+def _weighted_mean(values: Tensor, weight: Tensor | None) -> Tensor:
+    """Mean of ``values`` (weight None) or their ``weight``-weighted mean; 0 for no samples."""
+    if weight is None:
+        return values.sum() / max(values.numel(), 1)
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 def explained_variance(pred: Tensor, target: Tensor) -> float:
     """1 - Var(target - pred) / Var(target): 1 is a perfect critic, <= 0 a useless one."""
     var = target.var()
@@ -133,8 +140,8 @@ class Trainer:
     def act(self, step: Step, deterministic: bool = True) -> Tensor:
         """Actions of the current policy for an environment step (used for evaluation)."""
         if deterministic:
-            return self.actor.mode(step.obs)
-        actions, _ = self.actor.act(step.obs, deterministic=False)
+            return self.actor.mode(step.obs, step.active)
+        actions, _, _ = self.actor.sample(step.obs, step.active)
         return actions
 
     def _values(self, state: Tensor, obs: Tensor) -> Tensor:
@@ -151,7 +158,7 @@ class Trainer:
         info_sums: dict[str, float] = {}
         guidance_seconds = 0.0
         for _ in range(spec.horizon):
-            actions, logp, mean = self.actor.sample(step.obs)
+            actions, logp, mean = self.actor.sample(step.obs, step.active)
             values = self.value_norm.denormalize(self._values(step.state, step.obs))
             if use_guidance:
                 t0 = time.perf_counter()
@@ -195,6 +202,20 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ update
+    def _policy_samples(self, mb: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """(obs, actions, old log-probs, advantages, weights) of a minibatch's policy loss.
+
+        With shared weights only the active samples are gathered (``[S, ...]``, weight None):
+        inactive agents contribute nothing to the loss, and on cloud about 45 % of the
+        samples are inactive, so the actor's forward and backward shrink by as much. Per-agent
+        weights need the agent axis, so they keep ``[rows, N, ...]`` with the active mask as
+        weight. Both give the same loss up to float summation order.
+        """
+        active = mb["active"]
+        if self.ppo.shared_parameters:
+            return mb["obs"][active], mb["actions"][active], mb["logp"][active], mb["adv"][active], None
+        return mb["obs"], mb["actions"], mb["logp"], mb["adv"], active.to(mb["adv"].dtype)
+
     def update(self, ro: Rollout, progress: float) -> dict[str, float]:
         """PPO update on one rollout; returns CleanRL-style metrics."""
         ppo = self.ppo
@@ -223,17 +244,16 @@ class Trainer:
             for start in range(0, rows, mb_size):
                 idx = order[start : start + mb_size]
                 mb = {k: v[idx] for k, v in flat.items()}
-                mask = mb["active"].to(mb["adv"].dtype)
-                count = mask.sum().clamp_min(1.0)
-                dist = self.actor.distribution(mb["obs"])
-                new_logp = self.actor.log_prob(dist, mb["actions"])
-                log_ratio = new_logp - mb["logp"]
-                ratio = log_ratio.exp()
-                surrogate = torch.max(
-                    -mb["adv"] * ratio, -mb["adv"] * ratio.clamp(1 - ppo.clip_coef, 1 + ppo.clip_coef)
-                )
-                pg_loss = (surrogate * mask).sum() / count
-                entropy = (self.actor.entropy(dist) * mask).sum() / count
+                obs, actions, old_logp, adv, weight = self._policy_samples(mb)
+                if obs.numel() == 0:  # no active agent in this minibatch: value loss only
+                    log_ratio = ratio = pg_loss = entropy = adv.new_zeros(())
+                else:
+                    dist = self.actor.distribution(obs)
+                    log_ratio = self.actor.log_prob(dist, actions) - old_logp
+                    ratio = log_ratio.exp()
+                    surrogate = torch.max(-adv * ratio, -adv * ratio.clamp(1 - ppo.clip_coef, 1 + ppo.clip_coef))
+                    pg_loss = _weighted_mean(surrogate, weight)
+                    entropy = _weighted_mean(self.actor.entropy(dist), weight)
                 value = self._values(mb["state"], mb["obs"])
                 v_loss = 0.5 * (value - mb["target"]).square().mean()
                 loss = pg_loss - ppo.entropy_coef * entropy + ppo.value_coef * v_loss
@@ -252,9 +272,9 @@ class Trainer:
                     stats["policy_loss"].append(pg_loss.item())
                     stats["value_loss"].append(v_loss.item())
                     stats["entropy"].append(entropy.item())
-                    stats["approx_kl"].append((((ratio - 1) - log_ratio) * mask).sum().item() / count.item())
-                    clipped = ((ratio - 1.0).abs() > ppo.clip_coef).to(mask.dtype)
-                    stats["clipfrac"].append((clipped * mask).sum().item() / count.item())
+                    stats["approx_kl"].append(_weighted_mean((ratio - 1) - log_ratio, weight).item())
+                    clipped = ((ratio - 1.0).abs() > ppo.clip_coef).to(ratio.dtype)
+                    stats["clipfrac"].append(_weighted_mean(clipped, weight).item())
         metrics = {k: sum(v) / len(v) for k, v in stats.items()}
         with torch.no_grad():
             pred = self.value_norm.denormalize(self._values(flat["state"], flat["obs"]))
