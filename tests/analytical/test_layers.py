@@ -383,8 +383,10 @@ def test_dtype_mismatch_rejected() -> None:
 
 def test_registry_builds_layers_by_name() -> None:
     assert set(ALLOCATION_LAYERS) == {"waterfill", "cvxpylayers"}
-    waterfill = make_allocation_layer("waterfill", iterations=80)
+    waterfill = make_allocation_layer("waterfill", search="bisection", iterations=80)
     assert isinstance(waterfill, WaterFillingLayer) and waterfill.iterations == 80
+    with pytest.raises(ValueError, match="search must be 'sort' or 'bisection'"):
+        WaterFillingLayer(search="newton")
     cvx = make_allocation_layer("cvxpylayers", eps=1e-8, mode="lsmr")
     assert isinstance(cvx, CvxpyAllocationLayer) and cvx.derivative_mode(10) == "lsmr"
     assert CvxpyAllocationLayer().derivative_mode(10) == "dense"
@@ -413,3 +415,35 @@ def test_cvxpy_solver_failure_is_wrapped(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(diffcp, "solve_only_batch", failing_solve)
     with torch.no_grad(), pytest.raises(AllocationSolverError, match="SCS failed on an allocation batch"):
         CVXPY(*_valid_tensors())
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    size=st.integers(1, 40),
+    fraction=st.sampled_from([(0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.4, 0.6)]),
+    tied=st.booleans(),
+)
+def test_sorted_breakpoint_search_equals_bisection(seed: int, size: int, fraction, tied: bool) -> None:
+    """The exact breakpoint search (default) and 100-step bisection give the same solution,
+    including totals at sum lo / sum hi and fixed coordinates (lo = hi), and the same
+    gradients where the solution map is differentiable (at those kinks the two searches may
+    land on different sides of a breakpoint, so only one-sided derivatives exist)."""
+    rng = np.random.default_rng(seed)
+    c, b, total, lower, upper = random_instance(rng, 3, size, fraction=fraction)
+    if tied:
+        upper[:, ::3] = lower[:, ::3]
+        total = lower.sum(-1) + rng.uniform(*fraction, 3) * (upper - lower).sum(-1)
+    bisection = WaterFillingLayer(search="bisection")
+    outputs, grads = [], []
+    for layer in (WATERFILL, bisection):
+        tensors = as_tensors((c, b, total, lower, upper), grad=True)
+        x = layer(*tensors)
+        (x * torch.linspace(-1.0, 1.0, size, dtype=torch.float64)).sum().backward()
+        outputs.append(x.detach())
+        grads.append([t.grad for t in tensors])
+    scale = max(1.0, float(outputs[1].abs().max()))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-9 * scale)
+    if fraction == (0.4, 0.6) and not tied:
+        for g_sort, g_bisect in zip(*grads):
+            torch.testing.assert_close(g_sort, g_bisect, rtol=1e-7, atol=1e-9)
