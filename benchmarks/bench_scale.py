@@ -9,14 +9,17 @@ For every registered domain (``guidedmarl.available_domains()``) and every N, a 
 subprocess (so that peak memory does not accumulate) builds the DG-PG trainer exactly as
 ``guidedmarl run`` does and measures:
 
-* rollout throughput (agent-steps / s of ``Trainer.collect``: policy + environment + guidance);
+* rollout throughput (agent-steps / s of ``Trainer.collect``: policy + environment + guidance),
+  with the run's training batch (``envs``) and with ``--rollout-envs`` parallel environments
+  (up to ``--batched-max-n`` agents), since per-step overheads amortise over a batch;
 * time per training episode, split into rollout, reference+guidance (``guidance_seconds``),
   update; ``model.reference`` alone on one context; one greedy evaluation on the test
   scenarios;
 * peak resident set size (``ru_maxrss`` of the subprocess);
 * the reference program of the domain's model, captured at that N, solved by every
-  allocation layer ("waterfill", "cvxpylayers") forward and forward+backward; cvxpylayers
-  is skipped above ``--cvxpy-max-m`` variables per instance.
+  allocation layer ("waterfill" with its default sorted-breakpoint search, the same layer
+  with 100-step bisection, "cvxpylayers") forward and forward+backward; cvxpylayers is
+  skipped above ``--cvxpy-max-m`` variables per instance.
 
 Writes ``benchmarks/results/<--out or timestamp>/`` with bench.md, bench.csv, bench.json and
 time_per_episode.png (log-log, fitted exponent from N = 100 up in the legend).
@@ -102,7 +105,11 @@ def _bench_layers(program, threads: int, cvxpy_max_m: int, budget: float) -> dic
 
     c, b, total, lower, upper = program
     out: dict[str, Any] = {"layer_B": int(c.shape[0]), "layer_M": int(c.shape[1])}
-    layers = {"waterfill": WaterFillingLayer(), "cvxpylayers": CvxpyAllocationLayer(n_jobs=threads)}
+    layers = {
+        "waterfill": WaterFillingLayer(),
+        "waterfill_bisection": WaterFillingLayer(search="bisection"),
+        "cvxpylayers": CvxpyAllocationLayer(n_jobs=threads),
+    }
     weights = torch.randn(c.shape, dtype=c.dtype, generator=torch.Generator().manual_seed(0))
     for name, layer in layers.items():
         if name == "cvxpylayers" and c.shape[1] > cvxpy_max_m:
@@ -119,7 +126,7 @@ def _bench_layers(program, threads: int, cvxpy_max_m: int, budget: float) -> dic
             cc, bb, tt = (t.clone().requires_grad_(True) for t in (c, b, total))
             (layer(cc, bb, tt, lower, upper) * weights).sum().backward()
 
-        reps = 20 if name == "waterfill" else 3
+        reps = 20 if name.startswith("waterfill") else 3
         try:
             fwd()  # warm-up (cvxpylayers builds and canonicalises its problem here)
             out[f"{name}_fwd_s"], _ = _median_time(fwd, reps, budget)
@@ -182,6 +189,17 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     row["rollout_agent_steps_per_s"] = agent_steps / row["rollout_s"]
     row["rollout_no_guidance_s"] = row["rollout_s"] - row["guidance_s"]
     row["trainer_SPS"] = statistics.mean(m["SPS"] for m in measured)
+    if args.rollout_envs > config.envs and args.n <= args.batched_max_n:
+        batched_config = config.model_copy(update={"envs": args.rollout_envs})
+        batched_domain, batched = build(batched_config)
+        batch_seeds = batched_domain.train_seeds(0, args.rollout_envs, config.seed)
+        batched.collect(batch_seeds)  # warm-up
+        t0 = time.perf_counter()
+        batched.collect(batch_seeds)
+        row["rollout_batched_envs"] = args.rollout_envs
+        row["rollout_batched_agent_steps_per_s"] = spec.horizon * args.rollout_envs * args.n / (time.perf_counter() - t0)
+        del batched, batched_domain
+        torch.manual_seed(config.seed)
 
     # reference alone, on one context (E = training envs) in the middle of an episode
     env = trainer.env
@@ -287,6 +305,7 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], info: dict[str, Any], c
         ("domain", "domain"),
         ("N", "N"),
         ("rollout_agent_steps_per_s", "rollout agent-steps/s"),
+        ("rollout_batched_agent_steps_per_s", "rollout agent-steps/s, --rollout-envs envs"),
         ("train_episode_s", "train episode s (rollout+update)"),
         ("rollout_s", "rollout s"),
         ("guidance_s", "ref+guidance s"),
@@ -320,6 +339,7 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], info: dict[str, Any], c
         ("layer_B", "B"),
         ("layer_M", "M"),
         ("waterfill_fwd_s", "waterfill fwd s"),
+        ("waterfill_bisection_fwd_s", "waterfill (bisection) fwd s"),
         ("cvxpylayers_fwd_s", "cvxpylayers fwd s"),
         ("ratio_fwd", "ratio fwd"),
         ("waterfill_fwdbwd_s", "waterfill fwd+bwd s"),
@@ -379,6 +399,8 @@ def main() -> None:
     )
     p.add_argument("--large-n", type=int, default=10000)
     p.add_argument("--cvxpy-max-m", type=int, default=1000, help="skip cvxpylayers above this many variables")
+    p.add_argument("--rollout-envs", type=int, default=8, help="parallel environments of the batched rollout timing")
+    p.add_argument("--batched-max-n", type=int, default=1500, help="largest N of the batched rollout timing")
     p.add_argument("--layer-budget", type=float, default=60.0, help="seconds per layer timing loop")
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds per (domain, N) subprocess")
     p.add_argument("--out", default=None, help="results/<out> (default: timestamp)")
@@ -409,6 +431,7 @@ def main() -> None:
                 sys.executable, str(Path(__file__).resolve()), "--worker", "--domain", dom, "--n", str(n),
                 "--threads", str(args.threads), "--episodes", str(args.episodes), "--test-scenarios", str(scen),
                 "--cvxpy-max-m", str(args.cvxpy_max_m), "--layer-budget", str(args.layer_budget),
+                "--rollout-envs", str(args.rollout_envs), "--batched-max-n", str(args.batched_max_n),
             ]
             t0 = time.perf_counter()
             print(f"[bench] {dom} N={n} ...", flush=True)
