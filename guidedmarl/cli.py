@@ -51,14 +51,16 @@ def run(
         data = deep_merge(data, {k: v for k, v in flags.items() if v is not None})
         if "out" not in data:
             cfg0 = build_config(data, "options")
-            data["out"] = f"runs/{cfg0.domain}-{cfg0.algo}-n{cfg0.agents}-s{cfg0.seed}"
+            size = f"-n{cfg0.agents}" if cfg0.agents is not None else ""
+            data["out"] = f"runs/{cfg0.domain}-{cfg0.algo}{size}-s{cfg0.seed}"
         cfg = build_config(data, f"settings from {config}" if config else "options")
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
 
     console.print(
-        f"guidedmarl: [bold]{cfg.algo}[/bold] on [bold]{cfg.domain}[/bold], N = {cfg.agents}, "
+        f"guidedmarl: [bold]{cfg.algo}[/bold] on [bold]{cfg.domain}[/bold], "
+        f"N = {cfg.agents if cfg.agents is not None else 'domain default'}, "
         f"{cfg.episodes} episodes, seed {cfg.seed} -> {cfg.out}"
     )
     progress = Progress(

@@ -68,7 +68,12 @@ class RunConfig(_Strict):
 
     domain: str = Field("cloud", min_length=1, description="registered domain name (see `guidedmarl domains`)")
     algo: Algo = "dgpg"
-    agents: int = Field(50, ge=1, le=1_000_000, description="number of agents N")
+    agents: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="number of agents N (default: the domain's, e.g. 50 for cloud; a power case fixes its own N)",
+    )
     episodes: int = Field(10, ge=1, le=1_000_000, description="training episodes (one PPO update each)")
     envs: int = Field(1, ge=1, le=4096, description="parallel training environments per episode")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="drives every random generator of the run")

@@ -59,6 +59,8 @@ class Domain(ABC):
         description: one line for ``guidedmarl domains``.
         settings_model: pydantic model validating ``RunConfig.domain_config``.
         plot_baselines: heuristics drawn as horizontal lines on learning curves.
+        default_agents: N when a run does not give one (``RunConfig.agents`` None). A
+            domain whose data fixes N (a power case) overrides ``resolve_agents`` instead.
 
     Args:
         num_agents: N.
@@ -69,6 +71,7 @@ class Domain(ABC):
     description: ClassVar[str] = ""
     settings_model: ClassVar[type[BaseModel]] = NoSettings
     plot_baselines: ClassVar[tuple[str, ...]] = ()
+    default_agents: ClassVar[int] = 50
 
     def __init__(self, num_agents: int, settings: BaseModel) -> None:
         if num_agents < 1:
@@ -77,13 +80,23 @@ class Domain(ABC):
         self.settings = settings
 
     @classmethod
-    def from_config(cls, num_agents: int, domain_config: dict[str, Any]) -> Domain:
-        """Validate ``domain_config`` with ``settings_model`` and build the domain."""
+    def resolve_agents(cls, requested: int | None, settings: BaseModel) -> int:
+        """N for a run that asked for ``requested`` agents (None: not given).
+
+        The default gives ``default_agents`` for None and accepts any N >= 1; override it
+        where the data fixes N, raising a :class:`ConfigError` that names the valid value.
+        """
+        return cls.default_agents if requested is None else requested
+
+    @classmethod
+    def from_config(cls, num_agents: int | None, domain_config: dict[str, Any]) -> Domain:
+        """Validate ``domain_config`` with ``settings_model`` and build the domain with
+        ``resolve_agents(num_agents)`` agents (``num_agents`` None: the domain's default)."""
         try:
             settings = cls.settings_model.model_validate(domain_config)
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, f"domain_config for domain '{cls.name}'")) from None
-        return cls(num_agents, settings)
+        return cls(cls.resolve_agents(num_agents, settings), settings)
 
     @abstractmethod
     def make_env(self, num_envs: int) -> MultiAgentVecEnv:

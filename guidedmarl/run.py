@@ -89,6 +89,7 @@ def resolved_config(config: RunConfig, domain: Domain) -> dict[str, Any]:
     """The configuration with every default filled in, domain settings included."""
     data = config.model_dump(mode="json")
     data["domain_config"] = domain.settings.model_dump(mode="json")
+    data["agents"] = domain.num_agents  # resolved: the domain's default when not given
     # the thread count changes the order of floating-point sums, hence the numbers of a run:
     # record it so that re-running this config reproduces the run exactly
     data["threads"] = config.threads or torch.get_num_threads()
@@ -172,7 +173,7 @@ def run(
     summary = {
         "domain": config.domain,
         "algo": config.algo,
-        "agents": config.agents,
+        "agents": domain.num_agents,
         "episodes": config.episodes,
         "seed": config.seed,
         "initial_test_reward": initial.mean,
@@ -190,6 +191,6 @@ def run(
         metrics,
         plot_baselines,
         out / "learning_curve.png",
-        f"{config.algo.upper()} on {config.domain}, N = {config.agents}, seed {config.seed}",
+        f"{config.algo.upper()} on {config.domain}, N = {domain.num_agents}, seed {config.seed}",
     )
     return RunResult(out, metrics, baselines, best, best_episode, final, other, seconds)

@@ -101,3 +101,24 @@ def test_training_seeds_never_reach_the_test_seeds(bins) -> None:
     for seed in (0, 1, 2**31 - 1):
         for episode in (0, 7, 10**6):
             assert not test & set(domain.train_seeds(episode, 64, seed))
+
+
+def test_agents_default_to_the_domain_and_are_recorded(tmp_path) -> None:
+    """RunConfig.agents None means the domain's default N; the run records the resolved N."""
+    import json
+
+    import yaml
+
+    from guidedmarl import RunConfig
+    from guidedmarl.domain import get_domain
+    from guidedmarl.run import run
+
+    cloud = get_domain("cloud")
+    assert RunConfig().agents is None
+    assert cloud.from_config(None, {}).num_agents == cloud.default_agents == 50
+    assert cloud.from_config(7, {}).num_agents == 7
+    out = tmp_path / "run"
+    cfg = RunConfig(domain="power", episodes=1, threads=1, out=out, eval={"test_scenarios": 2, "heuristics": False})
+    run(cfg)
+    assert json.loads((out / "summary.json").read_text())["agents"] == 6  # case30's generators
+    assert yaml.safe_load((out / "config.yaml").read_text())["agents"] == 6

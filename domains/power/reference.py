@@ -1,0 +1,249 @@
+"""The reference dispatch x_ref: a multi-period DC optimal power flow per scenario.
+
+Program (per scenario, periods t = 0..T-1, generators i, monitored lines l; per unit,
+costs divided by the case price pi so the objective is O(demand)):
+
+    minimise    sum_t [ sum_i (q_i p_ti^2 + l_i p_ti) / pi  +  rho sum_l s_tl ]
+    subject to  sum_i p_ti = D_t                                   (power balance)
+                pmin_i <= p_ti <= pmax_i                            (generator limits)
+                |p_ti - p_(t-1)i| <= R_i                 (t >= 1)   (ramp limits)
+                |PTDF_l p_t + f0_tl| <= F_l + s_tl,  s_tl >= 0      (line limits, soft)
+
+with q, l the generator cost coefficients, D_t the scenario's net demand, f0 its demand
+flows, F the line limits and R the ramp limit per period. Line limits are soft with the
+reward's overload weight as penalty, rho = lambda_f (``overload_weight``, default 50, in
+units of pi per p.u.), so that the objective is exactly minus the episode return times
+D_nom / dh (up to constant costs) of a balanced dispatch: the reference is the best
+balanced, ramp-feasible dispatch of the day for the reward the agents get. It is also an exact penalty: the
+solution equals the hard-constrained DC-OPF whenever that is feasible and rho exceeds every
+line's shadow price over pi (at most about 20 on the cases checked), and the program stays
+feasible otherwise (the overload left, sum_l s_tl, is reported and shown in the
+environment's ``reference_overload``). Balance,
+generator and ramp constraints are hard: demand outside [sum pmin, sum pmax] or total
+demand steps larger than sum R raise :class:`DispatchInfeasibleError` naming the case,
+scenario and period; every solution is checked against all hard constraints afterwards.
+
+Demand is exogenous, so the program is solved once per scenario for the whole horizon (one
+batched call over the new scenarios of a reset) and cached with the scenario
+(:class:`ScenarioBank`). Backends: ``opf_layer`` (cvxpylayers, differentiable; small cases)
+and ``opf_lazy`` (HiGHS or Clarabel with line constraint generation; any size).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .cases import FloatArray
+from .scenarios import Scenario, make_scenarios
+from .system import PowerSystem
+
+FEASIBILITY_TOL = 1e-6
+"""Absolute tolerance (p.u.) of the checks of a solution against the hard constraints."""
+
+
+class DispatchInfeasibleError(ValueError):
+    """The reference program has no feasible point (or a solver returned a point that is not)."""
+
+
+class DispatchSolverError(RuntimeError):
+    """A solver failed on a program that passed the feasibility checks."""
+
+
+@dataclass(frozen=True)
+class DispatchProgram:
+    """Data of the reference program shared by all scenarios of a case (normalised units).
+
+    Attributes:
+        case_name: for error messages.
+        quadratic, linear: ``[G]`` costs q / pi (per p.u.^2) and l / pi (per p.u.).
+        pmin, pmax, ramp: ``[G]`` per unit (ramp per period).
+        ptdf: ``[L, G]`` monitored lines' PTDF at the generator buses.
+        rate: ``[L]`` line limits (p.u.).
+        line_penalty: rho.
+    """
+
+    case_name: str
+    quadratic: FloatArray
+    linear: FloatArray
+    pmin: FloatArray
+    pmax: FloatArray
+    ramp: FloatArray
+    ptdf: FloatArray
+    rate: FloatArray
+    line_penalty: float
+
+    @classmethod
+    def of(cls, system: PowerSystem) -> DispatchProgram:
+        c = system.case
+        return cls(
+            case_name=c.name,
+            quadratic=c.cost_q / system.price,
+            linear=c.cost_l / system.price,
+            pmin=c.pmin,
+            pmax=c.pmax,
+            ramp=system.ramp,
+            ptdf=system.network.ptdf_gen,
+            rate=system.network.rate,
+            line_penalty=system.settings.overload_weight,
+        )
+
+    @property
+    def num_generators(self) -> int:
+        return int(self.pmin.shape[0])
+
+    def flows(self, p: FloatArray, offsets: FloatArray) -> FloatArray:
+        """Line flows ``[..., T, L]`` of outputs ``[..., T, G]``."""
+        return p @ self.ptdf.T + offsets
+
+    def overload(self, p: FloatArray, offsets: FloatArray) -> FloatArray:
+        """sum_l max(0, |f_l| - F_l) per period, ``[..., T]`` (p.u.)."""
+        return np.maximum(np.abs(self.flows(p, offsets)) - self.rate, 0.0).sum(-1)
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    """Reference dispatch of S scenarios: ``output [S, T, G]``, ``overload [S, T]`` (p.u.)."""
+
+    output: FloatArray
+    overload: FloatArray
+
+
+def check_demand(program: DispatchProgram, demand: FloatArray, seeds: list[int]) -> None:
+    """Raise :class:`DispatchInfeasibleError` if some period's demand cannot be met.
+
+    Checks sum pmin <= D_t <= sum pmax for every period and |D_t - D_(t-1)| <= sum R (a
+    necessary condition for the ramp limits).
+    """
+    lo, hi, ramp = program.pmin.sum(), program.pmax.sum(), program.ramp.sum()
+    tol = FEASIBILITY_TOL * max(1.0, hi)
+    bad = np.argwhere((demand < lo - tol) | (demand > hi + tol))
+    if bad.size:
+        k, t = (int(v) for v in bad[0])
+        raise DispatchInfeasibleError(
+            f"case {program.case_name}, scenario seed {seeds[k]}, period {t}: demand {demand[k, t]:.6g} p.u. is "
+            f"outside the generation range [{lo:.6g}, {hi:.6g}] p.u.; change domain_config.load (level_low, "
+            "level_high, min_factor)"
+        )
+    if demand.shape[1] > 1:
+        step = np.abs(np.diff(demand, axis=1))
+        bad = np.argwhere(step > ramp + tol)
+        if bad.size:
+            k, t = (int(v) for v in bad[0])
+            raise DispatchInfeasibleError(
+                f"case {program.case_name}, scenario seed {seeds[k]}, period {t + 1}: demand changes by "
+                f"{step[k, t]:.6g} p.u. but all generators together can ramp by {ramp:.6g} p.u.; raise "
+                "domain_config.ramp_per_hour"
+            )
+
+
+def verify_dispatch(program: DispatchProgram, p: FloatArray, demand: FloatArray, seeds: list[int]) -> None:
+    """Raise :class:`DispatchInfeasibleError` if ``p`` ``[S, T, G]`` violates a hard constraint."""
+    tol = FEASIBILITY_TOL * np.maximum(1.0, np.abs(demand))  # [S, T]
+    checks: list[tuple[str, FloatArray]] = [
+        ("power balance", np.abs(p.sum(-1) - demand) - tol),
+        ("lower generator limit", (program.pmin - p).max(-1) - FEASIBILITY_TOL),
+        ("upper generator limit", (p - program.pmax).max(-1) - FEASIBILITY_TOL),
+    ]
+    if p.shape[1] > 1:
+        ramp_excess = (np.abs(np.diff(p, axis=1)) - program.ramp).max(-1) - FEASIBILITY_TOL
+        checks.append(("ramp limit", np.concatenate([np.full_like(ramp_excess[:, :1], -1.0), ramp_excess], 1)))
+    for what, excess in checks:
+        bad = np.argwhere(~(excess <= 0))  # NaN counts as a violation
+        if bad.size:
+            k, t = (int(v) for v in bad[0])
+            raise DispatchInfeasibleError(
+                f"case {program.case_name}, scenario seed {seeds[k]}, period {t}: the reference solver returned a "
+                f"dispatch that violates the {what} by {excess[k, t]:.3g} p.u. beyond tolerance"
+            )
+
+
+Backend = Literal["cvxpylayers", "sparse"]
+
+
+def choose_backend(system: PowerSystem) -> Backend:
+    """The backend for ``reference_solver`` (``auto``: cvxpylayers for G x T up to a bound)."""
+    s = system.settings
+    if s.reference_solver != "auto":
+        return s.reference_solver
+    return "cvxpylayers" if system.num_generators * s.horizon <= s.auto_layer_max_variables else "sparse"
+
+
+def solve_dispatch(
+    program: DispatchProgram, demand: FloatArray, offsets: FloatArray, seeds: list[int], backend: Backend
+) -> DispatchResult:
+    """Reference dispatch of S scenarios: ``demand [S, T]``, ``offsets [S, T, L]``.
+
+    Checks the demand first, solves with ``backend``, verifies the result.
+    """
+    check_demand(program, demand, seeds)
+    if backend == "cvxpylayers":
+        from .opf_layer import solve_with_layer
+
+        p = solve_with_layer(program, demand, offsets)
+    else:
+        from .opf_lazy import solve_lazy
+
+        p = solve_lazy(program, demand, offsets, seeds)
+    verify_dispatch(program, p, demand, seeds)
+    return DispatchResult(output=p, overload=program.overload(p, offsets))
+
+
+@dataclass(frozen=True)
+class PlannedScenario:
+    """A scenario with its reference dispatch for the T periods of an episode.
+
+    Attributes:
+        scenario: the demand data (T + 1 periods).
+        reference: ``[T, G]`` reference outputs (p.u.).
+        reference_overload: ``[T]`` line overload left in the reference (p.u.; 0 when the
+            line limits can be met).
+    """
+
+    scenario: Scenario
+    reference: FloatArray
+    reference_overload: FloatArray
+
+
+class ScenarioBank:
+    """Scenarios and their reference dispatch, by seed, generated and solved on demand.
+
+    Missing seeds of a request are generated and solved together (one batched reference
+    call); the most recently used ``capacity`` scenarios are kept.
+    """
+
+    def __init__(self, system: PowerSystem, capacity: int | None = None) -> None:
+        self.system = system
+        self.program = DispatchProgram.of(system)
+        self.backend = choose_backend(system)
+        self.capacity = capacity or system.settings.cache_size
+        self._cache: OrderedDict[int, PlannedScenario] = OrderedDict()
+        self.solves = 0
+        """Number of scenarios whose reference was solved (cache misses)."""
+        self.solve_seconds = 0.0
+        """Wall-clock time spent generating and solving them."""
+
+    def get(self, seeds: list[int]) -> list[PlannedScenario]:
+        missing = list(dict.fromkeys(s for s in seeds if s not in self._cache))
+        if missing:
+            start = time.perf_counter()
+            horizon = self.system.settings.horizon
+            scenarios = make_scenarios(self.system, missing)
+            demand = np.stack([sc.demand[:horizon] for sc in scenarios])
+            offsets = np.stack([sc.flow_offset[:horizon] for sc in scenarios])
+            result = solve_dispatch(self.program, demand, offsets, missing, self.backend)
+            self.solves += len(missing)
+            self.solve_seconds += time.perf_counter() - start
+            for k, sc in enumerate(scenarios):
+                self._cache[sc.seed] = PlannedScenario(sc, result.output[k], result.overload[k])
+        out = []
+        for s in seeds:
+            self._cache.move_to_end(s)
+            out.append(self._cache[s])
+        while len(self._cache) > max(self.capacity, len(seeds)):
+            self._cache.popitem(last=False)
+        return out

@@ -1,0 +1,232 @@
+"""Power environment contract and analytical model (state, reference, influence, guidance)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from pypower.api import case30, ext2int
+from pypower.makePTDF import makePTDF
+
+from guidedmarl.analytical.model import AnalyticalModel
+from guidedmarl.config import ConfigError
+from guidedmarl_domains.power import PowerDomain
+from guidedmarl_domains.power.env import OBS_FEATURES, STATE_EXTRA, PowerEnv
+from guidedmarl_domains.power.heuristics import Reference
+from guidedmarl_domains.power.model import PowerModel, output_of, state_of_output
+
+torch.set_num_threads(1)
+
+SMALL = {"horizon": 6}
+GENERATORS = {"case30": 6, "case118": 54}
+
+
+def make(case: str = "case30", num_envs: int = 3, **settings) -> tuple[PowerDomain, PowerEnv]:
+    domain = PowerDomain.from_config(GENERATORS[case], {"case": case, **SMALL, **settings})
+    assert isinstance(domain, PowerDomain)
+    return domain, domain.make_env(num_envs)
+
+
+def random_actions(env: PowerEnv, gen: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    return scale * torch.randn(env.num_envs, env.spec.num_agents, 1, generator=gen)
+
+
+@pytest.fixture
+def float64() -> Iterator[None]:
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+# ----------------------------------------------------------------------------- N from the case
+def test_agents_come_from_the_case() -> None:
+    assert PowerDomain.from_config(6, {}).num_agents == 6
+    assert PowerDomain.from_config(None, {}).num_agents == 6  # --agents not given
+    with pytest.raises(ConfigError, match=r"agents: case case30 has 6 dispatchable generators"):
+        PowerDomain.from_config(50, {})
+    with pytest.raises(ConfigError, match=r"case case118 has 54 dispatchable generators.*--agents 54"):
+        PowerDomain.from_config(60, {"case": "case118"})
+    with pytest.raises(ConfigError, match=r"domain_config.case: unknown power case 'case7'"):
+        PowerDomain.from_config(6, {"case": "case7"})
+    with pytest.raises(ConfigError, match="period_minutes"):
+        PowerDomain.from_config(6, {"period_minutes": 5})
+
+
+# ----------------------------------------------------------------------------- env contract
+def test_spec_shapes_and_episode() -> None:
+    domain, env = make()
+    g, lines = 6, 41
+    assert env.spec.num_agents == g and env.spec.action_kind == "continuous" and env.spec.action_dim == 1
+    assert env.spec.obs_dim == OBS_FEATURES and env.spec.state_dim == g + lines + STATE_EXTRA
+    step = env.reset([1, 2, 3])
+    assert step.obs.shape == (3, g, OBS_FEATURES) and step.obs.dtype == torch.float32
+    assert step.state.shape == (3, g + lines + STATE_EXTRA) and step.active.all()
+    gen = torch.Generator().manual_seed(0)
+    for t in range(env.spec.horizon):
+        step = env.step(random_actions(env, gen))
+        assert step.reward.shape == (3,) and torch.isfinite(step.reward).all() and (step.reward < 0).all()
+        assert bool(step.done.all()) == (t == env.spec.horizon - 1)
+        assert all(v.shape == (3,) for v in step.info.values())
+        assert torch.isfinite(step.obs).all() and torch.isfinite(step.state).all()
+    with pytest.raises(RuntimeError, match="over"):
+        env.step(random_actions(env, gen))
+
+
+def test_reset_is_deterministic_per_seed() -> None:
+    _, env_a = make(num_envs=2)
+    _, env_b = make(num_envs=2)
+
+    def episode(env: PowerEnv, seeds: list[int]) -> list[torch.Tensor]:
+        gen = torch.Generator().manual_seed(5)
+        steps = [env.reset(seeds)]
+        steps += [env.step(random_actions(env, gen)) for _ in range(env.spec.horizon)]
+        return [torch.cat([s.obs.flatten(), s.state.flatten(), s.reward]) for s in steps]
+
+    for a, b in zip(episode(env_a, [4, 9]), episode(env_b, [4, 9]), strict=True):
+        assert torch.equal(a, b)
+    env_a.reset([4, 10])
+    env_b.reset([4, 9])
+    assert torch.equal(env_a.demand[0], env_b.demand[0]) and not torch.equal(env_a.demand[1], env_b.demand[1])
+
+
+def test_bad_actions_are_rejected_with_a_clear_message() -> None:
+    _, env = make(num_envs=2)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(torch.zeros(2, 6, 1))
+    env.reset([0, 1])
+    with pytest.raises(ValueError, match=r"shape \(2, 6, 1\)"):
+        env.step(torch.zeros(2, 6))
+    with pytest.raises(ValueError, match="float"):
+        env.step(torch.zeros(2, 6, 1, dtype=torch.long))
+    nan = torch.zeros(2, 6, 1)
+    nan[1, 3, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(nan)
+    assert env.t == 0  # nothing was applied
+
+
+def test_outputs_stay_within_limits_and_ramps() -> None:
+    domain, env = make(num_envs=4, ramp_per_hour=0.1)
+    env.reset([0, 1, 2, 3])
+    c = env.c
+    prev = env.p_prev.clone()
+    torch.testing.assert_close(prev, env.reference[:, 0])  # the day starts at the reference
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(env.spec.horizon):
+        env.step(random_actions(env, gen, scale=20.0))  # saturating actions too
+        p = env.p_prev
+        assert torch.all(p >= c["pmin"] - 1e-12) and torch.all(p <= c["pmax"] + 1e-12)
+        assert torch.all((p - prev).abs() <= c["ramp"] + 1e-12)
+        prev = p.clone()
+
+
+def test_reward_is_the_documented_formula() -> None:
+    domain, env = make(num_envs=2, rating_scale=0.6, period_minutes=30)
+    step = env.reset([3, 4])
+    gen = torch.Generator().manual_seed(2)
+    env.step(random_actions(env, gen))
+    lo, hi = env.window()
+    actions = random_actions(env, gen)
+    p = lo + (hi - lo) * torch.sigmoid(actions[..., 0].double())
+    step = env.step(actions)
+    case, system, s = domain.system.case, domain.system, domain.settings
+    pn = p.numpy()
+    flows = pn @ system.network.ptdf_gen.T + env.flow_offset[:, 1].numpy()
+    overload = np.maximum(np.abs(flows) - system.network.rate, 0).sum(-1)
+    imbalance = np.abs(pn.sum(-1) - env.demand[:, 1].numpy())
+    expected = -(case.cost(pn) / system.price + s.imbalance_weight * imbalance + s.overload_weight * overload)
+    np.testing.assert_allclose(step.reward.numpy(), 0.5 * expected / system.nominal_demand, rtol=1e-5)
+
+
+def test_reward_scale_does_not_depend_on_n() -> None:
+    """The reference dispatch earns about the same reward per period on 6 and on 54 generators."""
+    per_period = {}
+    for case in ("case30", "case118"):
+        _, env = make(case, num_envs=4, start_hour=8.0)
+        policy = Reference()
+        step = env.reset([0, 1, 2, 3])
+        total = torch.zeros(4)
+        for _ in range(env.spec.horizon):
+            step = env.step(policy(env, step))
+            total += step.reward
+        per_period[case] = float(total.mean()) / env.spec.horizon
+    assert -1.5 < per_period["case30"] < -0.5 and -1.5 < per_period["case118"] < -0.5
+    assert 2 / 3 < per_period["case30"] / per_period["case118"] < 3 / 2
+
+
+# ----------------------------------------------------------------------------- analytical model
+def context_after(env: PowerEnv, steps: int = 2):
+    gen = torch.Generator().manual_seed(3)
+    env.reset(list(range(env.num_envs)))
+    for _ in range(steps):
+        env.step(random_actions(env, gen))
+    return env.model_context()
+
+
+def test_reference_state_maps_the_reference_dispatch(float64: None) -> None:
+    domain, env = make()
+    ctx = context_after(env)
+    x_ref = PowerModel().reference(ctx)
+    p_ref = env.reference[:, env.t]
+    torch.testing.assert_close(x_ref[:, :6], p_ref / env.c["scale"])
+    flows = p_ref @ env.c["ptdf"].T + env.flow_offset[:, env.t]
+    torch.testing.assert_close(x_ref[:, 6:], flows / env.c["rate"])
+
+
+def test_influence_closed_form_equals_autograd_and_pypower_ptdf(float64: None) -> None:
+    """z_i = dp_i/da_i [e_i / s_i ; PTDF[:, bus_i] / F], with the PTDF from pypower's makePTDF."""
+    domain, env = make()
+    ctx = context_after(env)
+    model = PowerModel()
+    actions = random_actions(env, torch.Generator().manual_seed(4), scale=2.0)
+    dim = 6 + 41
+    closed = model.influence(actions, ctx).dense(dim)
+    generic = AnalyticalModel.influence(model, actions, ctx).dense(dim)
+    torch.testing.assert_close(closed, generic, rtol=1e-10, atol=1e-12)
+
+    case = domain.system.case
+    ppc = ext2int(case30())
+    ptdf = makePTDF(ppc["baseMVA"], ppc["bus"], ppc["branch"])[:, case.gen_bus]  # [L, G]
+    sig = torch.sigmoid(actions[..., 0])
+    dp = (ctx.span * sig * (1 - sig)).numpy()  # [E, G]
+    expected = np.zeros((3, 6, dim))
+    expected[:, np.arange(6), np.arange(6)] = dp / case.pmax
+    expected[:, :, 6:] = dp[:, :, None] * (ptdf / domain.system.network.rate[:, None]).T[None]
+    np.testing.assert_allclose(closed.numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_guidance_is_the_vector_jacobian_product(float64: None) -> None:
+    domain, env = make()
+    ctx = context_after(env, steps=3)
+    model = PowerModel()
+    gen = torch.Generator().manual_seed(6)
+    actions, mean = random_actions(env, gen), random_actions(env, gen)
+    x, x_ref = model.state(actions, ctx), model.reference(ctx)
+    z = model.influence(actions, ctx).dense(x.shape[1])
+    g = model.guidance(actions, ctx)
+    torch.testing.assert_close(g, torch.einsum("end,ed->en", z, x - x_ref))
+    # the trainer's weight for continuous actions: g_i (a_i - mu_i)
+    weight = model.guidance(actions, ctx, mean_action=mean)
+    torch.testing.assert_close(weight, g * (actions - mean)[..., 0])
+
+
+def test_state_map_is_the_action_map_then_dc_flow(float64: None) -> None:
+    _, env = make()
+    ctx = context_after(env)
+    actions = torch.zeros(3, 6, 1)
+    p = output_of(actions, ctx)
+    torch.testing.assert_close(p, ctx.lower + 0.5 * ctx.span)
+    x = PowerModel().state(actions, ctx)
+    torch.testing.assert_close(x, state_of_output(p, ctx))
+    assert x.shape == (3, 6 + 41)
+
+
+def test_time_of_day_features() -> None:
+    _, env = make(num_envs=1, start_hour=6.0, load={"phase_hours": 0.0})
+    step = env.reset([0])
+    sin, cos = step.obs[0, 0, -2], step.obs[0, 0, -1]
+    assert float(sin) == pytest.approx(math.sin(math.pi / 2), abs=1e-6) and abs(float(cos)) < 1e-6
