@@ -31,7 +31,7 @@ class PowerDomain(Domain):
     name = "power"
     description = "generators dispatching a day of demand on an IEEE/PGLib network; reference = DC-OPF"
     settings_model = PowerSettings
-    plot_baselines = ("reference", "merit_order", "proportional")
+    plot_baselines = ("reference", "merit_order", "proportional", "random")
 
     @classmethod
     def resolve_agents(cls, requested: int | None, settings: BaseModel) -> int:

@@ -10,6 +10,8 @@ that the environment maps to it, a = logit((p* - lo) / (hi - lo)), with the frac
 * ``proportional``: every unit at the same fraction theta of its window,
   p_i = lo_i + theta (hi_i - lo_i), theta = clip((D_t - sum lo) / (sum hi - sum lo), 0, 1):
   proportional to the capacity available this period, network ignored.
+* ``random``: every unit at an independent uniform fraction of its window (seeded): the
+  floor of the comparison, a dispatch that ignores demand, cost and network.
 * ``reference``: the reference dispatch (DC-OPF over the day, with the network and the
   ramps); the upper bound of the comparison.
 """
@@ -68,6 +70,20 @@ class Proportional(_Rule):
         return lo + theta * (hi - lo)
 
 
+class Random(_Rule):
+    """Uniform fraction of every unit's window, independently per unit and period."""
+
+    def __init__(self) -> None:
+        self.gen = torch.Generator().manual_seed(0)
+
+    def reset(self, env: MultiAgentVecEnv, seed: int) -> None:
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def target(self, env: PowerEnv, lo: Tensor, hi: Tensor) -> Tensor:
+        u = torch.rand(lo.shape, generator=self.gen, dtype=lo.dtype)
+        return lo + u * (hi - lo)
+
+
 class Reference(_Rule):
     """The reference dispatch of the period (upper bound)."""
 
@@ -79,5 +95,6 @@ HEURISTICS: dict[str, Callable[[], _Rule]] = {
     "reference": Reference,
     "merit_order": MeritOrder,
     "proportional": Proportional,
+    "random": Random,
 }
 """Heuristics by name."""
