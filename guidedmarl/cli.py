@@ -86,7 +86,8 @@ def run(
         except (ConfigError, GuidanceError, TrainingError, AllocationSolverError, ValueError) as exc:
             progress.stop()
             err_console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
+            # a setting the domain rejects (e.g. --agents for a power case) is a usage error, as in validation
+            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
 
     table = Table(title="test reward on held-out scenarios (higher is better)")
     table.add_column("policy")

@@ -64,6 +64,9 @@ def test_bad_domain_settings_and_unknown_domain(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "candidates: Input should be greater than or equal to 1" in result.output
     result = runner.invoke(app, ["run", "--domain", "nope", "--out", str(tmp_path / "x"), "--quiet"])
     assert result.exit_code != 0 and "unknown domain 'nope'" in result.output
+    # a domain that fixes N: a wrong --agents is a usage error (exit 2) naming the right N
+    result = runner.invoke(app, ["run", "--domain", "power", "--agents", "50", "--out", str(tmp_path / "p"), "--quiet"])
+    assert result.exit_code == 2 and "--agents 6" in result.output
 
 
 def test_missing_or_malformed_config_file(tmp_path: Path) -> None:
