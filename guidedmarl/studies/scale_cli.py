@@ -25,6 +25,20 @@ LIST_OPTIONS = ("--agents", "--algos", "--seeds", "--alphas")
 JOINED = tuple(flag[2:] for flag in LIST_OPTIONS)
 """Parameters written comma-separated in the resolved command line (``--set`` is repeated)."""
 
+# Options shared by ``study scale`` and ``study alpha`` (defaults are given at each use).
+DomainOption = Annotated[Optional[str], typer.Option(help="registered domain (default: from --config, else cloud)")]
+SeedsOption = Annotated[Optional[list[str]], typer.Option(help="run seeds, e.g. 0 1 2 (default 0,1,2)")]
+FloorOption = Annotated[str, typer.Option(help="heuristic used as the convergence floor")]
+TargetOption = Annotated[str, typer.Option(help="heuristic used as the convergence target")]
+ToleranceOption = Annotated[float, typer.Option(help="convergence band, a fraction of the floor-to-target range")]
+ConfigOption = Annotated[
+    Optional[Path], typer.Option("--config", help="YAML or TOML run settings (ppo, guidance, eval...)")
+]
+SetOption = Annotated[
+    Optional[list[str]], typer.Option("--set", help="override for every cell, e.g. --set ppo.entropy_coef=0")
+]
+ThreadsOption = Annotated[int, typer.Option(help="torch threads per run (runs are sequential)")]
+
 
 class _ListOptionsCommand(TyperCommand):
     """Lets a list option take several values after one flag: ``--seeds 0 1`` = ``--seeds 0 --seeds 1``."""
@@ -102,9 +116,7 @@ def register(study_app: typer.Typer) -> None:
 
     @study_app.command(cls=_ListOptionsCommand)
     def scale(
-        domain: Annotated[
-            Optional[str], typer.Option(help="registered domain (default: from --config, else cloud)")
-        ] = None,
+        domain: DomainOption = None,
         agents: Annotated[
             Optional[list[str]],
             typer.Option(help="N grid, e.g. 5,20,50 (default 5,10,20,50,100,200,500,1000,1500)"),
@@ -112,23 +124,17 @@ def register(study_app: typer.Typer) -> None:
         algos: Annotated[
             Optional[list[str]], typer.Option(help="learners, e.g. dgpg,mappo (default dgpg,mappo,ippo)")
         ] = None,
-        seeds: Annotated[Optional[list[str]], typer.Option(help="run seeds, e.g. 0 1 2 (default 0,1,2)")] = None,
+        seeds: SeedsOption = None,
         episodes: Annotated[int, typer.Option(help="DG-PG's training episodes")] = 10,
         baseline_budget: Annotated[
             float, typer.Option(help="MAPPO and IPPO train round(episodes x this) episodes")
         ] = 2.5,
-        floor: Annotated[str, typer.Option(help="heuristic used as the convergence floor")] = "random",
-        target: Annotated[str, typer.Option(help="heuristic used as the convergence target")] = "best_fit",
-        tolerance: Annotated[
-            float, typer.Option(help="convergence band, a fraction of the floor-to-target range")
-        ] = ConvergenceCriterion.tolerance,
-        config: Annotated[
-            Optional[Path], typer.Option("--config", help="YAML or TOML run settings (ppo, guidance, eval...)")
-        ] = None,
-        set_: Annotated[
-            Optional[list[str]], typer.Option("--set", help="override for every cell, e.g. --set ppo.entropy_coef=0")
-        ] = None,
-        threads: Annotated[int, typer.Option(help="torch threads per run (runs are sequential)")] = 1,
+        floor: FloorOption = "random",
+        target: TargetOption = "best_fit",
+        tolerance: ToleranceOption = ConvergenceCriterion.tolerance,
+        config: ConfigOption = None,
+        set_: SetOption = None,
+        threads: ThreadsOption = 1,
         out: Annotated[Optional[Path], typer.Option(help="results folder (default runs/scale-DOMAIN)")] = None,
     ) -> None:
         """DG-PG against MAPPO and IPPO over N: episodes to converge, test rewards, curves (resumable)."""
@@ -156,9 +162,7 @@ def register(study_app: typer.Typer) -> None:
 
     @study_app.command(cls=_ListOptionsCommand)
     def alpha(
-        domain: Annotated[
-            Optional[str], typer.Option(help="registered domain (default: from --config, else cloud)")
-        ] = None,
+        domain: DomainOption = None,
         agents: Annotated[Optional[list[str]], typer.Option(help="N grid (default 50)")] = None,
         alphas: Annotated[
             Optional[list[str]], typer.Option(help="constant alphas (default 0,0.2,0.4,0.6,0.8; 0 = no descent term)")
@@ -166,20 +170,14 @@ def register(study_app: typer.Typer) -> None:
         decay: Annotated[
             bool, typer.Option(help="also run the configured schedule (default: linear 0.9 -> 0.2)")
         ] = True,
-        seeds: Annotated[Optional[list[str]], typer.Option(help="run seeds, e.g. 0 1 2 (default 0,1,2)")] = None,
+        seeds: SeedsOption = None,
         episodes: Annotated[int, typer.Option(help="training episodes")] = 10,
-        floor: Annotated[str, typer.Option(help="heuristic used as the convergence floor")] = "random",
-        target: Annotated[str, typer.Option(help="heuristic used as the convergence target")] = "best_fit",
-        tolerance: Annotated[
-            float, typer.Option(help="convergence band, a fraction of the floor-to-target range")
-        ] = ConvergenceCriterion.tolerance,
-        config: Annotated[
-            Optional[Path], typer.Option("--config", help="YAML or TOML run settings (ppo, guidance, eval...)")
-        ] = None,
-        set_: Annotated[
-            Optional[list[str]], typer.Option("--set", help="override for every cell, e.g. --set ppo.entropy_coef=0")
-        ] = None,
-        threads: Annotated[int, typer.Option(help="torch threads per run (runs are sequential)")] = 1,
+        floor: FloorOption = "random",
+        target: TargetOption = "best_fit",
+        tolerance: ToleranceOption = ConvergenceCriterion.tolerance,
+        config: ConfigOption = None,
+        set_: SetOption = None,
+        threads: ThreadsOption = 1,
         out: Annotated[Optional[Path], typer.Option(help="results folder (default runs/alpha-DOMAIN)")] = None,
     ) -> None:
         """DG-PG with constant alpha values and the decay schedule (alpha = 0: descent term removed)."""
