@@ -194,7 +194,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     from guidedmarl.config import RunConfig
     from guidedmarl.evaluation import run_policy
-    from guidedmarl.run import build
+    from guidedmarl.experiment import build
 
     torch.set_num_threads(args.threads)
     settings = DOMAIN_SETTINGS.get(args.domain, DEFAULT_DOMAIN_SETTINGS)
@@ -333,7 +333,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def write_outputs(out: Path, rows: list[dict[str, Any]], info: dict[str, Any], command: str, wall: float) -> None:
-    from guidedmarl.run import write_csv
+    from guidedmarl.experiment import write_csv
 
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "bench.csv", rows)

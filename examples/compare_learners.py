@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from guidedmarl.config import build_config  # noqa: E402
 from guidedmarl.plotting import set_reward_scale  # noqa: E402
-from guidedmarl.run import RunResult, run  # noqa: E402
+from guidedmarl.experiment import RunResult  # noqa: E402
+from guidedmarl.experiment import run_experiment as run  # noqa: E402
 
 LEARNERS = ("dgpg", "mappo", "ippo")
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from guidedmarl import AnalyticalModel, Domain, EnvSpec, MultiAgentVecEnv, RunConfig, Step, register_domain
-from guidedmarl.run import run
+from guidedmarl.experiment import run_experiment as run
 
 
 class BinsSettings(BaseModel):

@@ -6,7 +6,7 @@ Run:  python examples/quickstart.py
 from __future__ import annotations
 
 from guidedmarl import RunConfig
-from guidedmarl.run import run
+from guidedmarl.experiment import run_experiment as run
 
 config = RunConfig(
     domain="cloud",

@@ -1,7 +1,10 @@
-"""Command line: ``guidedmarl run``, ``guidedmarl domains`` and ``guidedmarl study ...``.
+"""Command line: ``guidedmarl run``, ``check``, ``domains``, ``learners`` and ``study ...``.
 
 Settings are resolved in this order (later wins): defaults, ``--config FILE`` (YAML or
 TOML), ``--set key=value`` overrides (dotted keys, values parsed as YAML), explicit flags.
+
+Errors: a :class:`~guidedmarl.errors.ConfigError` (fix the settings) exits with code 2, any
+other library error with code 1; both print one line, and ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -14,12 +17,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from guidedmarl.analytical.layers import AllocationSolverError
-from guidedmarl.analytical.model import GuidanceError
-from guidedmarl.config import Algo, ConfigError, build_config, deep_merge, load_settings
+from guidedmarl.config import build_config, deep_merge, load_settings
 from guidedmarl.domain import available_domains
+from guidedmarl.errors import ConfigError, GuidedMarlError
 from guidedmarl.studies.cli import study_app
-from guidedmarl.training.trainer import TrainingError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Descent-Guided Policy Gradient (DG-PG) runs.")
 app.add_typer(study_app, name="study")
@@ -27,10 +28,30 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def fail(exc: BaseException, debug: bool = False) -> typer.Exit:
+    """Print ``exc`` on one line (plus the traceback with ``debug``); the exit to raise.
+
+    Exit code 2 for a configuration error, 1 for any other library error.
+    """
+    if debug:
+        err_console.print_exception()
+    message = str(exc).strip() or type(exc).__name__
+    err_console.print("[red]error:[/red] ", end="")
+    err_console.print(message, markup=False, highlight=False)
+    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+def _slug(name: str) -> str:
+    """A domain reference (``pkg.mod:Cls``, ``dir/file.py:Cls``) as a folder-name part."""
+    return name.rsplit(":", 1)[-1] if ":" in name else name
+
+
 @app.command()
 def run(
-    domain: Annotated[Optional[str], typer.Option(help="registered domain (see `guidedmarl domains`)")] = None,
-    algo: Annotated[Optional[str], typer.Option(help="dgpg | mappo | ippo")] = None,
+    domain: Annotated[
+        Optional[str], typer.Option(help="registered domain (`guidedmarl domains`), or module:Class, file.py:Class")
+    ] = None,
+    algo: Annotated[Optional[str], typer.Option(help="learner preset: dgpg, dgpg_exact, mappo, ippo, mfac, ...")] = None,
     agents: Annotated[Optional[int], typer.Option(help="number of agents N")] = None,
     episodes: Annotated[Optional[int], typer.Option(help="training episodes")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of every random generator")] = None,
@@ -40,9 +61,10 @@ def run(
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML or TOML settings file")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set ppo.learning_rate=1e-3")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    debug: Annotated[bool, typer.Option(help="show the traceback of an error")] = False,
 ) -> None:
     """Train one learner on one domain; write config, metrics (CSV, JSON) and a learning curve."""
-    from guidedmarl.run import run as run_experiment  # torch import deferred: `--help` stays fast
+    from guidedmarl.experiment import run_experiment  # torch import deferred: `--help` stays fast
 
     try:
         data: dict[str, Any] = load_settings(config, set_)
@@ -52,11 +74,10 @@ def run(
         if "out" not in data:
             cfg0 = build_config(data, "options")
             size = f"-n{cfg0.agents}" if cfg0.agents is not None else ""
-            data["out"] = f"runs/{cfg0.domain}-{cfg0.algo}{size}-s{cfg0.seed}"
+            data["out"] = f"runs/{_slug(cfg0.domain)}-{cfg0.algo}{size}-s{cfg0.seed}"
         cfg = build_config(data, f"settings from {config}" if config else "options")
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise fail(exc, debug) from None
 
     console.print(
         f"guidedmarl: [bold]{cfg.algo}[/bold] on [bold]{cfg.domain}[/bold], "
@@ -83,17 +104,21 @@ def run(
 
         try:
             result = run_experiment(cfg, on_episode=on_episode)
-        except (ConfigError, GuidanceError, TrainingError, AllocationSolverError, ValueError) as exc:
+        except GuidedMarlError as exc:
             progress.stop()
-            err_console.print(f"[red]error:[/red] {exc}")
             # a setting the domain rejects (e.g. --agents for a power case) is a usage error, as in validation
-            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+            raise fail(exc, debug) from None
 
     table = Table(title="test reward on held-out scenarios (higher is better)")
     table.add_column("policy")
     table.add_column("mean", justify="right")
     table.add_column("std", justify="right")
-    table.add_row(f"{cfg.algo} best checkpoint (episode {result.best_episode})", f"{result.best_test_reward:.3f}", "")
+    chosen = "validation" if cfg.eval.validation_scenarios else "test"
+    table.add_row(
+        f"{cfg.algo} best checkpoint (episode {result.best_episode}, chosen on {chosen})",
+        f"{result.best_test_reward:.3f}",
+        "",
+    )
     table.add_row(f"{cfg.algo} final", f"{result.final_test_reward:.3f}", "")
     for name, res in sorted(result.baselines.items(), key=lambda kv: -kv[1].mean):
         table.add_row(name, f"{res.mean:.3f}", f"{res.std:.3f}")
@@ -111,6 +136,21 @@ def domains() -> None:
     table.add_column("description")
     for name, description in available_domains().items():
         table.add_row(name, description)
+    console.print(table)
+
+
+@app.command()
+def learners() -> None:
+    """List the learner presets (``--algo``) with their critic and estimator."""
+    from guidedmarl.learners import PRESETS
+
+    table = Table(title="guidedmarl learners (--algo)")
+    for col in ("preset", "critic", "estimator", "description"):
+        table.add_column(col)
+    for name in PRESETS.names():
+        p = PRESETS.get(name)
+        fields = ", ".join(f"{k}={v}" for k, v in p.estimator.items() if k != "kind")
+        table.add_row(name, p.critic["kind"], p.estimator["kind"] + (f" ({fields})" if fields else ""), p.description)
     console.print(table)
 
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from guidedmarl.analytical.surrogates import SurrogateConfig
-from guidedmarl.guidance.schedules import LinearAlpha, ScheduleConfig
-
-Algo = Literal["dgpg", "mappo", "ippo"]
+from guidedmarl.errors import ConfigError
+from guidedmarl.learners import PRESETS, LearnerConfig, resolve_learner
+from guidedmarl.registry import did_you_mean
 
 
 class _Strict(BaseModel):
@@ -27,7 +26,7 @@ class _Strict(BaseModel):
 
 
 class PPOConfig(_Strict):
-    """PPO settings shared by DG-PG, MAPPO and IPPO (identical for all three learners)."""
+    """PPO settings shared by every learner (identical for DG-PG, MAPPO, IPPO, ...)."""
 
     learning_rate: float = Field(2e-3, gt=0, le=1, description="Adam step size for actor and critic")
     gamma: float = Field(0.99, ge=0, le=1, description="discount factor")
@@ -43,21 +42,21 @@ class PPOConfig(_Strict):
     value_normalization: bool = Field(True, description="critic learns standardised returns (running statistics)")
 
 
-class GuidanceConfig(_Strict):
-    """Descent guidance: only used by ``algo = dgpg``."""
-
-    alpha: ScheduleConfig = Field(default_factory=LinearAlpha, description="alpha schedule over training progress")
-    scaling: Literal["standardize", "scale", "none"] = Field(
-        "standardize", description="how g is put on the scale of the standardised advantage"
-    )
-    exact_difference: bool = Field(False, description="use g_i - 1/2 ||z_i||^2 (exact difference of d)")
-    surrogate: SurrogateConfig | None = Field(
-        None, description="replace the model by a biased, noisy or rounded surrogate (stress test)"
-    )
+LEGACY_GUIDANCE_KEYS = {"alpha": "alpha", "scaling": "scaling", "surrogate": "surrogate"}
+"""``guidance.*`` settings of configs written before learners were plug-ins -> ``learner.estimator.*``."""
 
 
 class EvalConfig(_Strict):
+    """Evaluation on held-out scenarios: validation (checkpoint selection) and test (reported)."""
+
     test_scenarios: int = Field(40, ge=1, le=10_000, description="held-out scenarios, run as parallel environments")
+    validation_scenarios: int = Field(
+        20,
+        ge=0,
+        le=10_000,
+        description="scenarios, seeded apart from training and test, on which the best checkpoint is chosen "
+        "(0: choose on the test scenarios, as the paper's 'best checkpoint reward' does)",
+    )
     every: int = Field(1, ge=1, description="evaluate the policy every this many training episodes")
     deterministic: bool = Field(True, description="greedy actions at evaluation")
     heuristics: bool = Field(True, description="evaluate the domain's heuristics on the test set")
@@ -66,13 +65,16 @@ class EvalConfig(_Strict):
 class RunConfig(_Strict):
     """One training run: ``guidedmarl run`` builds exactly this."""
 
-    domain: str = Field("cloud", min_length=1, description="registered domain name (see `guidedmarl domains`)")
-    algo: Algo = "dgpg"
+    domain: str = Field(
+        min_length=1,
+        description="registered domain name (see `guidedmarl domains`), or module:Class / path/to/file.py:Class",
+    )
+    algo: str = Field("dgpg", min_length=1, description="learner preset (see `guidedmarl learners`)")
     agents: int | None = Field(
         None,
         ge=1,
         le=1_000_000,
-        description="number of agents N (default: the domain's, e.g. 50 for cloud; a power case fixes its own N)",
+        description="number of agents N (default: the domain's own default; some domains fix N from their data)",
     )
     episodes: int = Field(10, ge=1, le=1_000_000, description="training episodes (one PPO update each)")
     envs: int = Field(1, ge=1, le=4096, description="parallel training environments per episode")
@@ -86,13 +88,45 @@ class RunConfig(_Strict):
     )
     out: Path = Field(Path("runs/latest"), description="run directory")
     ppo: PPOConfig = Field(default_factory=PPOConfig)
-    guidance: GuidanceConfig = Field(default_factory=GuidanceConfig)
+    learner: LearnerConfig = Field(description="critic and advantage estimator (filled in from the preset `algo`)")
     eval: EvalConfig = Field(default_factory=EvalConfig)
     domain_config: dict[str, Any] = Field(default_factory=dict, description="domain settings, checked by the domain")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_learner(cls, data: Any) -> Any:
+        """Fill ``learner`` from the preset ``algo``, with the given ``learner`` settings on top."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        algo = data.get("algo", "dgpg")
+        legacy = data.pop("guidance", None)
+        if not isinstance(algo, str) or algo not in PRESETS:
+            data["learner"] = resolve_learner("dgpg", None)  # the error is reported on `algo` alone
+            return data
+        overrides = data.get("learner") or {}
+        if isinstance(overrides, BaseModel):
+            overrides = overrides.model_dump()
+        if not isinstance(overrides, dict):
+            raise ValueError("learner: must be a mapping with 'critic' and/or 'estimator'")
+        if isinstance(legacy, dict) and PRESETS.get(algo).estimator.get("kind") == "dgpg":
+            old = {LEGACY_GUIDANCE_KEYS[k]: v for k, v in legacy.items() if k in LEGACY_GUIDANCE_KEYS}
+            if legacy.get("exact_difference"):
+                old["weight"] = "exact_difference"
+            overrides = deep_merge({"estimator": old}, overrides)
+        data["learner"] = resolve_learner(algo, overrides)
+        return data
 
-class ConfigError(ValueError):
-    """A configuration file or value that cannot be used; the message says which and why."""
+    @field_validator("algo")
+    @classmethod
+    def _known_algo(cls, value: str) -> str:
+        if value not in PRESETS:
+            names = PRESETS.names()
+            raise ValueError(
+                f"unknown learner preset '{value}'{did_you_mean(value, names)}; available learner presets: "
+                + ", ".join(names)
+            )
+        return value
 
 
 def format_validation_error(err: ValidationError, source: str = "config") -> str:
@@ -100,7 +134,8 @@ def format_validation_error(err: ValidationError, source: str = "config") -> str
     lines = [f"invalid {source}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {loc}: {e['msg']}")
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 
 

@@ -11,26 +11,36 @@ pydantic model for its settings. Domains are found in two ways:
       [project.entry-points."guidedmarl.domains"]
       mydomain = "my_package.domain:MyDomain"
 
+* a reference to a class that is not installed: ``my_module:MyDomain`` (an importable
+  module) or ``path/to/file.py:MyDomain``, e.g. ``guidedmarl run --domain ./mine.py:MyDomain``.
+
 The core never imports a domain package; it only loads what the entry points name.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor
 
 from guidedmarl.analytical.model import AnalyticalModel
-from guidedmarl.config import ConfigError, format_validation_error
+from guidedmarl.config import format_validation_error
 from guidedmarl.env import MultiAgentVecEnv, Step
+from guidedmarl.errors import ConfigError
+from guidedmarl.registry import Registry
 
 ENTRY_POINT_GROUP = "guidedmarl.domains"
 TEST_SEED_BASE = 2**31 - 2**20
-"""Held-out scenarios use seeds from here up; training seeds stay below."""
+"""Held-out test scenarios use seeds from here up; training seeds stay below."""
+VALIDATION_SEED_BASE = TEST_SEED_BASE + 2**19
+"""Validation scenarios (checkpoint selection) use seeds from here up: apart from training and test."""
 
 
 class NoSettings(BaseModel):
@@ -59,6 +69,10 @@ class Domain(ABC):
         description: one line for ``guidedmarl domains``.
         settings_model: pydantic model validating ``RunConfig.domain_config``.
         plot_baselines: heuristics drawn as horizontal lines on learning curves.
+        floor_heuristic: the heuristic that marks "no learning" (e.g. a random rule): the
+            floor of the convergence criterion and of normalised scores. None: no floor.
+        target_heuristic: the heuristic a learner should reach (e.g. a strong greedy rule):
+            the target of the convergence criterion. None: no target.
         default_agents: N when a run does not give one (``RunConfig.agents`` None). A
             domain whose data fixes N (a power case) overrides ``resolve_agents`` instead.
 
@@ -71,6 +85,8 @@ class Domain(ABC):
     description: ClassVar[str] = ""
     settings_model: ClassVar[type[BaseModel]] = NoSettings
     plot_baselines: ClassVar[tuple[str, ...]] = ()
+    floor_heuristic: ClassVar[str | None] = None
+    target_heuristic: ClassVar[str | None] = None
     default_agents: ClassVar[int] = 50
 
     def __init__(self, num_agents: int, settings: BaseModel) -> None:
@@ -102,9 +118,10 @@ class Domain(ABC):
     def make_env(self, num_envs: int) -> MultiAgentVecEnv:
         """A batch of ``num_envs`` environments with ``num_agents`` agents each."""
 
-    @abstractmethod
-    def make_model(self) -> AnalyticalModel:
-        """The analytical model whose guidance DG-PG uses."""
+    def make_model(self) -> AnalyticalModel | None:
+        """The analytical model whose guidance DG-PG uses (None: the domain has none, and
+        only learners that need no model can run on it)."""
+        return None
 
     def train_seeds(self, episode: int, num_envs: int, run_seed: int) -> list[int]:
         """Scenario seeds of one training episode; disjoint from ``test_seeds``."""
@@ -112,53 +129,74 @@ class Domain(ABC):
         return [base + k for k in range(num_envs)]
 
     def test_seeds(self, count: int) -> list[int]:
-        """The fixed held-out scenarios (the same for every run, algorithm and seed)."""
+        """The fixed held-out test scenarios (the same for every run, algorithm and seed)."""
         return [TEST_SEED_BASE + k for k in range(count)]
+
+    def validation_seeds(self, count: int) -> list[int]:
+        """The fixed validation scenarios, on which checkpoints are chosen (never the test ones)."""
+        return [VALIDATION_SEED_BASE + k for k in range(count)]
 
     def heuristics(self) -> dict[str, Callable[[], HeuristicPolicy]]:
         """Named factories of heuristic baselines (empty if the domain has none)."""
         return {}
 
 
-_REGISTRY: dict[str, type[Domain]] = {}
+def _check_domain_class(cls: object) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Domain)):
+        raise TypeError(f"register_domain expects a subclass of guidedmarl.Domain, got {cls!r}")
+
+
+DOMAINS: Registry[type[Domain]] = Registry("domain", ENTRY_POINT_GROUP, _check_domain_class)
 
 
 def register_domain(cls: type[Domain], name: str | None = None, *, replace: bool = False) -> type[Domain]:
     """Add a domain class to the registry (usable as a decorator)."""
-    if not (isinstance(cls, type) and issubclass(cls, Domain)):
-        raise TypeError(f"register_domain expects a subclass of guidedmarl.Domain, got {cls!r}")
+    _check_domain_class(cls)
     key = name or cls.name
     if not key:
         raise ValueError(f"{cls.__name__} has no name: set the class attribute `name` or pass name=")
-    if key in _REGISTRY and _REGISTRY[key] is not cls and not replace:
-        raise ValueError(f"a domain named '{key}' is already registered ({_REGISTRY[key].__module__})")
-    _REGISTRY[key] = cls
+    return DOMAINS.register(cls, key, replace=replace)
+
+
+def _load_reference(ref: str) -> type[Domain]:
+    """``module:Class`` or ``path/to/file.py:Class`` -> the class (not registered)."""
+    target, _, attr = ref.rpartition(":")
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            if not path.is_file():
+                raise ConfigError(f"domain file not found: {path}")
+            name = f"guidedmarl_user_domain_{abs(hash(str(path.resolve())))}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the user's module failed to import
+        raise ConfigError(f"domain '{ref}': cannot import {target}: {exc!r}") from exc
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise ConfigError(f"domain '{ref}': {target} has no attribute '{attr}'")
+    if not (isinstance(cls, type) and issubclass(cls, Domain)):
+        raise ConfigError(f"domain '{ref}': {attr} is not a subclass of guidedmarl.Domain")
     return cls
 
 
-def _entry_point_names() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def get_domain(name: str) -> type[Domain]:
-    """The domain class registered under ``name`` (loading its entry point if needed)."""
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    eps = _entry_point_names()
-    if name not in eps:
-        known = ", ".join(sorted(set(_REGISTRY) | set(eps))) or "(none)"
-        raise ConfigError(f"unknown domain '{name}'; available domains: {known}")
-    try:
-        cls = eps[name].load()
-    except Exception as exc:  # an installed plug-in that fails to import
-        raise ConfigError(f"domain '{name}' ({eps[name].value}) failed to load: {exc!r}") from exc
-    return register_domain(cls, name)
+    """The domain class called ``name``: registered, installed, or ``module:Class`` / ``file.py:Class``."""
+    if ":" in name and name not in DOMAINS:
+        return _load_reference(name)
+    return DOMAINS.get(name)
 
 
 def available_domains() -> dict[str, str]:
     """Registered and installed domains with their one-line descriptions."""
     out: dict[str, str] = {}
-    for name in sorted(set(_REGISTRY) | set(_entry_point_names())):
+    for name in DOMAINS.names():
         try:
             out[name] = get_domain(name).description
         except ConfigError as exc:

@@ -4,7 +4,7 @@ Every tensor crossing this boundary carries the leading shape ``[E, N]`` (enviro
 agents) or ``[E]`` for team quantities. All environments of one batch advance in lock step
 and share the episode horizon, so a rollout is a plain ``for t in range(horizon)`` loop with
 no per-environment bookkeeping. PettingZoo users can wrap one environment of the batch with
-:func:`guidedmarl.pettingzoo.as_parallel_env`.
+:func:`guidedmarl.adapters.pettingzoo.as_parallel_env`.
 
 Environments also expose :meth:`MultiAgentVecEnv.model_context`: the exogenous and
 pre-action quantities the domain's :class:`~guidedmarl.analytical.AnalyticalModel` needs to
@@ -33,6 +33,8 @@ class EnvSpec:
         num_actions: options per agent for discrete actions.
         action_dim: action vector length per agent for continuous actions.
         horizon: steps per episode (identical for every environment of a batch).
+        mean_field_features: width of :meth:`MultiAgentVecEnv.mean_field` when an environment
+            overrides it; 0 means the default field (the others' mean one-hot or action).
     """
 
     num_agents: int
@@ -42,6 +44,14 @@ class EnvSpec:
     action_kind: Literal["discrete", "continuous"] = "discrete"
     num_actions: int = 0
     action_dim: int = 0
+    mean_field_features: int = 0
+
+    @property
+    def mean_field_dim(self) -> int:
+        """Width F of one agent's mean field (see :meth:`MultiAgentVecEnv.mean_field`)."""
+        if self.mean_field_features:
+            return self.mean_field_features
+        return self.num_actions if self.action_kind == "discrete" else self.action_dim
 
     def __post_init__(self) -> None:
         if self.num_agents < 1:
@@ -93,6 +103,24 @@ class MultiAgentVecEnv(ABC):
     @abstractmethod
     def model_context(self) -> Any:
         """Pre-action, exogenous data the analytical model needs at the current step."""
+
+    def mean_field(self, actions: Tensor, active: Tensor) -> Tensor:
+        """The mean field of every agent, ``[E, N, F]``: what the *other* active agents chose.
+
+        Default: the mean one-hot action (discrete) or mean action (continuous) of the other
+        active agents of the same environment (zeros when no other agent acts). A domain
+        whose action indices mean different things for different agents (cloud: a candidate
+        index) overrides this with a field in system units and sets
+        ``EnvSpec.mean_field_features``.
+        """
+        if self.spec.action_kind == "discrete":
+            own = torch.nn.functional.one_hot(actions.long(), self.spec.num_actions).to(torch.float32)
+        else:
+            own = actions.to(torch.float32)
+        own = own * active.unsqueeze(-1).to(own.dtype)
+        total = own.sum(dim=1, keepdim=True)
+        others = active.to(own.dtype).sum(dim=1, keepdim=True) - active.to(own.dtype)
+        return (total - own) / others.clamp_min(1.0).unsqueeze(-1)
 
     def check_actions(self, actions: Tensor) -> None:
         """Raise a ``ValueError`` naming the problem if ``actions`` do not fit the spec."""

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from guidedmarl.domain import HeuristicPolicy
 from guidedmarl.env import MultiAgentVecEnv, Step
+from guidedmarl.training.rollout import rollout
 
 
 @dataclass
@@ -39,20 +40,9 @@ def run_policy(env: MultiAgentVecEnv, seeds: list[int], act: Callable[[Step], Te
     Runs inside ``torch.random.fork_rng`` so that evaluating never changes the random
     stream of training: a run's numbers do not depend on how often it is evaluated.
     """
-    if len(seeds) != env.num_envs:
-        raise ValueError(f"{len(seeds)} seeds for a batch of {env.num_envs} environments")
     with torch.random.fork_rng(devices=[]):
-        step = env.reset(seeds)
-        total = torch.zeros(env.num_envs, dtype=torch.float64)
-        info_sums: dict[str, Tensor] = {}
-        for _ in range(env.spec.horizon):
-            step = env.step(act(step))
-            total += step.reward.to(torch.float64)
-            for k, v in step.info.items():
-                info_sums[k] = info_sums.get(k, 0.0) + v.to(torch.float64)
-    horizon = env.spec.horizon
-    info = {k: float(v.mean()) / horizon for k, v in info_sums.items()}
-    return EvalResult(returns=total.tolist(), info=info)
+        traj = rollout(env, act, seeds)
+    return EvalResult(returns=traj.returns.tolist(), info=traj.info_means())
 
 
 def evaluate_heuristic(

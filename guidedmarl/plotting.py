@@ -66,6 +66,16 @@ def plot_learning_curve(
             color="tab:blue",
             label="test reward (held-out scenarios)",
         )
+    validated = [m for m in metrics if "validation_reward" in m]
+    if validated:
+        ax.plot(
+            [m["episode"] for m in validated],
+            [m["validation_reward"] for m in validated],
+            ls="--",
+            lw=1,
+            color="tab:cyan",
+            label="validation reward (checkpoint selection)",
+        )
     styles = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1))]
     for k, (name, value) in enumerate(sorted(baselines.items(), key=lambda kv: -kv[1])):
         ax.axhline(value, ls=styles[k % len(styles)], color=f"C{k + 1}", lw=1.2, label=f"{name} (heuristic)")

@@ -38,7 +38,7 @@ def test_run_writes_config_metrics_and_plot(tmp_path: Path) -> None:
 
 def test_config_file_is_validated_and_flags_override_it(tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.toml"
-    cfg.write_text('algo = "mappo"\nagents = 5\nepisodes = 1\n[domain_config]\nhorizon = 6\nwarmup = 2\n[eval]\ntest_scenarios = 2\n')
+    cfg.write_text('domain = "cloud"\nalgo = "mappo"\nagents = 5\nepisodes = 1\n[domain_config]\nhorizon = 6\nwarmup = 2\n[eval]\ntest_scenarios = 2\n')
     out = tmp_path / "from_file"
     result = runner.invoke(app, ["run", "--config", str(cfg), "--agents", "4", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -50,17 +50,17 @@ def test_config_file_is_validated_and_flags_override_it(tmp_path: Path) -> None:
 
 
 def test_bad_values_name_the_field_and_range(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["run", "--agents", "0", "--out", str(tmp_path / "x")])
+    result = runner.invoke(app, ["run", "--domain", "cloud", "--agents", "0", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
     assert "agents: Input should be greater than or equal to 1" in result.output
-    result = runner.invoke(app, ["run", "--algo", "qmix", "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "algo: Input should be 'dgpg', 'mappo' or 'ippo'" in result.output
-    result = runner.invoke(app, ["run", "--set", "ppo.learning_rate=-1", "--out", str(tmp_path / "x")])
+    result = runner.invoke(app, ["run", "--domain", "cloud", "--algo", "mapo", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "algo: unknown learner preset 'mapo' (did you mean 'mappo'?)" in result.output
+    result = runner.invoke(app, ["run", "--domain", "cloud", "--set", "ppo.learning_rate=-1", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "ppo.learning_rate: Input should be greater than 0" in result.output
 
 
 def test_bad_domain_settings_and_unknown_domain(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["run", "--set", "domain_config.candidates=0", "--episodes", "1", "--out", str(tmp_path / "x"), "--quiet"])
+    result = runner.invoke(app, ["run", "--domain", "cloud", "--set", "domain_config.candidates=0", "--episodes", "1", "--out", str(tmp_path / "x"), "--quiet"])
     assert result.exit_code != 0 and "candidates: Input should be greater than or equal to 1" in result.output
     result = runner.invoke(app, ["run", "--domain", "nope", "--out", str(tmp_path / "x"), "--quiet"])
     assert result.exit_code != 0 and "unknown domain 'nope'" in result.output

@@ -16,9 +16,10 @@ from torch import Tensor
 from guidedmarl.analytical.model import AnalyticalModel, GuidanceError
 from guidedmarl.config import PPOConfig
 from guidedmarl.env import EnvSpec, MultiAgentVecEnv, Step
-from guidedmarl.guidance import ConstantAlpha, GuidedEstimator
+from guidedmarl.learners import LearnerConfig
 from guidedmarl.testing import LinearContext, LinearContinuousModel, default_dtype
 from guidedmarl.training.trainer import Trainer
+from guidedmarl.guidance.weights import guidance_weights
 
 N, D, HORIZON = 6, 2, 4
 
@@ -77,22 +78,23 @@ class SteerEnv(MultiAgentVecEnv):
 def _trainer(alpha: float, seed: int = 0, exact: bool = False) -> Trainer:
     torch.manual_seed(seed)
     ppo = PPOConfig(hidden=[32, 32], learning_rate=3e-3)
-    return Trainer(
-        SteerEnv(16), "dgpg", ppo, GuidedEstimator(ConstantAlpha(value=alpha), exact_difference=exact), SteerModel(), seed=seed, total_episodes=40
-    )
+    estimator = {"kind": "dgpg", "alpha": {"kind": "constant", "value": alpha}}
+    estimator["weight"] = "exact_difference" if exact else "first_order"
+    learner = LearnerConfig(critic={"kind": "central"}, estimator=estimator)
+    return Trainer(SteerEnv(16), ppo, learner, SteerModel(), seed=seed, total_episodes=40)
 
 
 def test_trainer_passes_the_policy_mean_and_stores_the_difference_weight() -> None:
     trainer = _trainer(alpha=1.0)
     calls: list[tuple[Tensor, Tensor, Tensor]] = []
-    original = trainer.model.guidance  # type: ignore[union-attr]
+    original = trainer.estimator.on_step
 
-    def recording(actions, context, exact_difference=False, mean_action=None):  # noqa: ANN001, ANN202
-        out = original(actions, context, exact_difference=exact_difference, mean_action=mean_action)
-        calls.append((actions, mean_action, out))
+    def recording(inputs):  # noqa: ANN001, ANN202
+        out = original(inputs)
+        calls.append((inputs.actions, inputs.mean_action, out["guidance"]))
         return out
 
-    trainer.model.guidance = recording  # type: ignore[union-attr,method-assign]
+    trainer.estimator.on_step = recording  # type: ignore[method-assign]
     ro = trainer.collect([0, 1, 2, 3] * 4)
     assert len(calls) == HORIZON
     for t, (actions, mean, weight) in enumerate(calls):
@@ -133,4 +135,4 @@ def test_bad_mean_action_shape_is_refused() -> None:
         ctx = LinearContext(torch.randn(3, generator=gen), torch.randn(2, 3, 2, generator=gen), torch.randn(3, generator=gen))
         actions = torch.randn(1, 2, 2, generator=gen)
         with pytest.raises(GuidanceError, match="shape"):
-            LinearContinuousModel().guidance(actions, ctx, mean_action=torch.zeros(1, 2, 1))
+            guidance_weights(LinearContinuousModel(), actions, ctx, mean_action=torch.zeros(1, 2, 1))

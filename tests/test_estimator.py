@@ -8,7 +8,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from guidedmarl.guidance import ConstantAlpha, GuidedEstimator, LinearAlpha, checked_alpha, masked_standardize
+from pydantic import ValidationError
+
+from guidedmarl.errors import ConfigError, TrainingError
+from guidedmarl.guidance import (
+    ConstantAlpha,
+    GuidedConfig,
+    GuidedEstimator,
+    LinearAlpha,
+    SharedReturnConfig,
+    SharedReturnEstimator,
+    checked_alpha,
+    masked_standardize,
+)
+from guidedmarl.testing import AffineDiscreteModel
 
 
 def test_linear_schedule_default_is_0_9_to_0_2() -> None:
@@ -49,20 +62,21 @@ def test_masked_standardize_ignores_masked_entries() -> None:
 
 
 def _estimator(alpha: float, **kw) -> GuidedEstimator:
-    return GuidedEstimator(ConstantAlpha(value=alpha), **kw)
+    config = GuidedConfig(alpha=ConstantAlpha(value=alpha), **kw)
+    return GuidedEstimator(config, AffineDiscreteModel(num_actions=2), seed=0)
 
 
 def test_alpha_zero_is_exactly_the_standardised_advantage() -> None:
     adv, g = torch.randn(8, 3, 5), torch.randn(8, 3, 5) * 100
     mask = torch.rand(8, 3, 5) > 0.3
-    out = _estimator(0.0).mixed_advantage(adv, g, mask, 0.3)
+    out = _estimator(0.0).advantage(adv, {"guidance": g}, mask, 0.3)
     assert torch.equal(out, masked_standardize(adv, mask))
 
 
 def test_alpha_one_is_minus_standardised_guidance() -> None:
     adv, g = torch.randn(6, 2, 4), torch.randn(6, 2, 4) * 7 + 3
     mask = torch.ones(6, 2, 4, dtype=torch.bool)
-    out = _estimator(1.0).mixed_advantage(adv, g, mask, 0.0)
+    out = _estimator(1.0).advantage(adv, {"guidance": g}, mask, 0.0)
     torch.testing.assert_close(out, -masked_standardize(g, mask))
 
 
@@ -75,36 +89,40 @@ def test_mixing_is_invariant_to_units_of_g(alpha: float, scale: float, shift: fl
     g = torch.randn(10, 2, 3, generator=gen, dtype=torch.float64)
     mask = torch.ones(10, 2, 3, dtype=torch.bool)
     est = _estimator(alpha)
-    a = est.mixed_advantage(adv, g, mask, 0.0)
-    b = est.mixed_advantage(adv, g * scale + shift, mask, 0.0)
+    a = est.advantage(adv, {"guidance": g}, mask, 0.0)
+    b = est.advantage(adv, {"guidance": g * scale + shift}, mask, 0.0)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)  # eps in the std
 
 
 def test_scale_mode_keeps_sign_of_g() -> None:
     g = torch.tensor([1.0, 2.0, 3.0, 4.0])
     mask = torch.ones(4, dtype=torch.bool)
-    scaled = _estimator(1.0, guidance_scaling="scale").scale_guidance(g, mask)
+    scaled = _estimator(1.0, scaling="scale").scale_guidance(g, mask)
     assert (scaled > 0).all()
     torch.testing.assert_close(scaled, g / (g.std() + 1e-8))
-    raw = _estimator(1.0, guidance_scaling="none").scale_guidance(g, mask)
+    raw = _estimator(1.0, scaling="none").scale_guidance(g, mask)
     assert torch.equal(raw, g)
 
 
-def test_disabled_estimator_ignores_guidance_and_reports_alpha_zero() -> None:
-    est = GuidedEstimator(LinearAlpha(), enabled=False)
+def test_shared_return_ignores_guidance_and_reports_no_alpha() -> None:
+    est = SharedReturnEstimator(SharedReturnConfig(), None, seed=0)
     adv = torch.randn(4, 1, 2)
     mask = torch.ones(4, 1, 2, dtype=torch.bool)
-    assert est.alpha(0.0) == 0.0
-    assert torch.equal(est.mixed_advantage(adv, None, mask, 0.0), masked_standardize(adv, mask))
+    records = {"guidance": torch.randn(4, 1, 2)}
+    assert torch.equal(est.advantage(adv, records, mask, 0.0), masked_standardize(adv, mask))
+    assert est.diagnostics(records, mask, 0.0) == {}
+    assert est.on_step(None) == {}  # type: ignore[arg-type]
 
 
-def test_enabled_estimator_requires_guidance_of_matching_shape() -> None:
+def test_guided_estimator_requires_guidance_of_matching_shape_and_a_model() -> None:
     est = _estimator(0.5)
     adv = torch.randn(4, 1, 2)
     mask = torch.ones(4, 1, 2, dtype=torch.bool)
-    with pytest.raises(ValueError, match="no guidance"):
-        est.mixed_advantage(adv, None, mask, 0.0)
-    with pytest.raises(ValueError, match="shape"):
-        est.mixed_advantage(adv, torch.randn(4, 2), mask, 0.0)
-    with pytest.raises(ValueError, match="guidance_scaling"):
-        GuidedEstimator(ConstantAlpha(), guidance_scaling="bogus")  # type: ignore[arg-type]
+    with pytest.raises(TrainingError, match="recorded none"):
+        est.advantage(adv, {}, mask, 0.0)
+    with pytest.raises(TrainingError, match="shape"):
+        est.advantage(adv, {"guidance": torch.randn(4, 2)}, mask, 0.0)
+    with pytest.raises(ValidationError, match="scaling"):
+        GuidedConfig(scaling="bogus")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="needs an analytical model"):
+        GuidedEstimator(GuidedConfig(), None, seed=0)

@@ -7,7 +7,7 @@ import pytest
 from pettingzoo.test import parallel_api_test
 
 from guidedmarl import get_domain
-from guidedmarl.pettingzoo import as_parallel_env
+from guidedmarl.adapters.pettingzoo import as_parallel_env
 
 
 def _cloud_parallel_env(agents: int = 6):

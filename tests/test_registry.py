@@ -111,10 +111,10 @@ def test_agents_default_to_the_domain_and_are_recorded(tmp_path) -> None:
 
     from guidedmarl import RunConfig
     from guidedmarl.domain import get_domain
-    from guidedmarl.run import run
+    from guidedmarl.experiment import run_experiment as run
 
     cloud = get_domain("cloud")
-    assert RunConfig().agents is None
+    assert RunConfig(domain="cloud").agents is None
     assert cloud.from_config(None, {}).num_agents == cloud.default_agents == 50
     assert cloud.from_config(7, {}).num_agents == 7
     out = tmp_path / "run"

@@ -13,7 +13,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-import guidedmarl.run
+import guidedmarl.experiment
 from guidedmarl.config import ConfigError
 from guidedmarl.convergence import ConvergenceCriterion
 from guidedmarl.studies.marl_eval import MarlEvalFormatError, RunCurve, build_marl_eval, validate_marl_eval
@@ -47,15 +47,15 @@ def _app() -> typer.Typer:
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Replace guidedmarl.run.run by a wrapper that counts calls (cells actually run)."""
+    """Replace guidedmarl.experiment.run_experiment by a wrapper that counts calls (cells actually run)."""
     calls: list[int] = []
-    real = guidedmarl.run.run
+    real = guidedmarl.experiment.run_experiment
 
     def counted(cfg, *args, **kwargs):
         calls.append(cfg.agents)
         return real(cfg, *args, **kwargs)
 
-    monkeypatch.setattr(guidedmarl.run, "run", counted)
+    monkeypatch.setattr(guidedmarl.experiment, "run_experiment", counted)
     return calls
 
 
@@ -89,7 +89,7 @@ def test_cloud_scale_study_outputs_fairness_and_resume(tmp_path: Path, monkeypat
     assert configs[("dgpg", 4, 0)]["episodes"] == 2 and configs[("mappo", 4, 0)]["episodes"] == 3
     for arm in ("mappo", "ippo"):
         a, b = dict(configs[("dgpg", 6, 1)]), dict(configs[(arm, 6, 1)])
-        for key in ("algo", "episodes", "out"):
+        for key in ("algo", "learner", "episodes", "out"):
             a.pop(key), b.pop(key)
         assert a == b  # same networks, PPO settings, evaluation, domain, seed, threads
     assert all(c["eval"]["heuristics"] is False and c["threads"] == 1 for c in configs.values())
@@ -186,9 +186,9 @@ def test_alpha_study_arms_are_the_dgpg_trainer_with_alpha_replaced(bins, tmp_pat
     arms = ("dgpg-decay", "dgpg-alpha0", "dgpg-alpha0.5")
     cfg = {a: yaml.safe_load((out / "runs" / a / "N8-s0" / "config.yaml").read_text()) for a in arms}
     assert all(c["algo"] == "dgpg" for c in cfg.values())
-    assert cfg["dgpg-alpha0"]["guidance"]["alpha"] == {"kind": "constant", "value": 0.0}
-    assert cfg["dgpg-alpha0.5"]["guidance"]["alpha"] == {"kind": "constant", "value": 0.5}
-    assert cfg["dgpg-decay"]["guidance"]["alpha"] == {"kind": "linear", "start": 0.7, "end": 0.1}
+    assert cfg["dgpg-alpha0"]["learner"]["estimator"]["alpha"] == {"kind": "constant", "value": 0.0}
+    assert cfg["dgpg-alpha0.5"]["learner"]["estimator"]["alpha"] == {"kind": "constant", "value": 0.5}
+    assert cfg["dgpg-decay"]["learner"]["estimator"]["alpha"] == {"kind": "linear", "start": 0.7, "end": 0.1}
     md = (out / "alpha.md").read_text()
     assert "alpha decay 0.7 -> 0.1" in md and "alpha = 0 (descent term removed)" in md
     for name in ("alpha.md", "alpha.csv", "curves_N8.png", "episodes_to_converge.png", "marl_eval.json"):

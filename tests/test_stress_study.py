@@ -60,8 +60,8 @@ def test_stress_study_writes_every_file_and_resumes(tmp_path: Path, monkeypatch:
     assert len(calls.variance) == 2 and len(calls.runs) == 3
     assert [c.algo for c in calls.runs] == ["dgpg", "dgpg", "mappo"]
     assert [c.eval.heuristics for c in calls.runs] == [True, False, False]
-    assert calls.runs[1].guidance.surrogate is not None and calls.runs[1].guidance.surrogate.step == 0.5
-    assert calls.runs[0].guidance.surrogate is None and calls.variance[1].surrogate == {"kind": "rounded", "step": 0.5}
+    assert calls.runs[1].learner.estimator.surrogate is not None and calls.runs[1].learner.estimator.surrogate.step == 0.5
+    assert calls.runs[0].learner.estimator.surrogate is None and calls.variance[1].surrogate == {"kind": "rounded", "step": 0.5}
     assert result.executed == {"variance": 2, "learning": 3}
 
     rows = list(csv.DictReader((out / "stress.csv").open()))
@@ -82,7 +82,7 @@ def test_stress_study_writes_every_file_and_resumes(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(stress, "plot_curves", lambda *a, **k: None)
     monkeypatch.setattr(stress, "plot_variance", lambda *a, **k: None)
     monkeypatch.setattr(sys.modules["guidedmarl.studies.variance"], "plot_variance", lambda *a, **k: None)
-    monkeypatch.setattr(sys.modules["guidedmarl.run"], "plot_learning_curve", lambda *a, **k: None)
+    monkeypatch.setattr(sys.modules["guidedmarl.experiment"], "plot_learning_curve", lambda *a, **k: None)
 
     # resume: nothing is re-run, run folders are untouched, the outputs are the same
     marker = out / "runs" / "dgpg-exact-s0" / "stress_cell.json"
@@ -98,7 +98,7 @@ def test_stress_study_writes_every_file_and_resumes(tmp_path: Path, monkeypatch:
     # a new variant runs only its own cells; its run does not evaluate the heuristics again
     run_stress_study(_tiny(out, ["exact", "rounded:step=0.5", "biased:beta=1"]))
     assert len(calls.variance) == 3 and len(calls.runs) == 4
-    assert calls.runs[-1].guidance.surrogate.beta == 1.0 and not calls.runs[-1].eval.heuristics
+    assert calls.runs[-1].learner.estimator.surrogate.beta == 1.0 and not calls.runs[-1].eval.heuristics
     # changed settings re-run the affected cells only (here: every learning run, no variance study)
     changed = replace(_tiny(out, ["exact"]), reference=None, run_config={**TINY_RUN, "ppo": {"learning_rate": 1e-3}})
     run_stress_study(changed)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from guidedmarl import RunConfig
-from guidedmarl.run import build
+from guidedmarl.experiment import build
 from guidedmarl.training import compute_gae
 
 
@@ -44,10 +44,10 @@ def _strip_timing(rows):
 
 def test_dgpg_with_alpha_zero_is_exactly_mappo(bins) -> None:
     mappo_rows, mappo_params = _train(bins, "mappo")
-    dgpg_rows, dgpg_params = _train(bins, "dgpg", guidance={"alpha": {"kind": "constant", "value": 0.0}})
+    dgpg_rows, dgpg_params = _train(bins, "dgpg", learner={"estimator": {"alpha": {"kind": "constant", "value": 0.0}}})
     for k in mappo_params:
         assert torch.equal(mappo_params[k], dgpg_params[k]), k
-    only_dgpg = ("alpha", "guidance_mean")
+    only_dgpg = ("alpha", "guidance_mean", "guidance_std")
     for a, b in zip(_strip_timing(mappo_rows), _strip_timing(dgpg_rows)):
         assert {k: v for k, v in a.items() if k not in only_dgpg} == {k: v for k, v in b.items() if k not in only_dgpg}
 
@@ -94,7 +94,7 @@ def test_dgpg_with_alpha_zero_is_exactly_mappo_on_cloud() -> None:
         return _strip_timing(rows), trainer.actor.state_dict()
 
     rows_m, params_m = train("mappo")
-    rows_d, params_d = train("dgpg", guidance={"alpha": {"kind": "constant", "value": 0.0}})
+    rows_d, params_d = train("dgpg", learner={"estimator": {"alpha": {"kind": "constant", "value": 0.0}}})
     assert all(torch.equal(params_m[k], params_d[k]) for k in params_m)
     assert [r["policy_loss"] for r in rows_m] == [r["policy_loss"] for r in rows_d]
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from guidedmarl import RunConfig
 from guidedmarl.cli import app
 from guidedmarl.config import ConfigError
-from guidedmarl.run import build
+from guidedmarl.experiment import build
 from guidedmarl.studies import ESTIMATORS, VarianceStudySettings, fit_power_law, run_variance_study
 from guidedmarl.studies.variance import _score
 
@@ -96,7 +96,7 @@ def test_cli_study_variance(tmp_path: Path) -> None:
 
 
 def test_checkpoint_policy_is_loaded_only_where_it_fits(bins, tmp_path: Path) -> None:
-    from guidedmarl.run import run
+    from guidedmarl.experiment import run_experiment as run
 
     # a real run's checkpoint; its config.yaml (same folder) supplies the network settings
     cfg = RunConfig(domain="bins", agents=8, episodes=2, seed=3, out=tmp_path / "run", eval={"test_scenarios": 2})

@@ -1,5 +1,6 @@
 """Analytical models and the differentiable convex layers that compute reference states."""
 
-from guidedmarl.analytical.model import AnalyticalModel, GuidanceError, SparseInfluence
+from guidedmarl.analytical.model import AnalyticalModel, SparseInfluence
+from guidedmarl.errors import GuidanceError
 
 __all__ = ["AnalyticalModel", "GuidanceError", "SparseInfluence"]

@@ -15,10 +15,14 @@ A domain describes its system through three maps, all batched over ``[E, N]``:
   components of x. The generic implementation builds a dense autograd Jacobian and is
   meant for small problems and for checking closed forms.
 
-From these the guidance weight of agent i is g_i = <x - x_ref, z_i> (method note, eq. for
-g_t^i). The generic path computes all g_i with one vector-Jacobian product: with
-v = x - x_ref, ``g = (dx/da)^T v``, so its cost is that of one backward pass through
-``system_state`` whatever N is; no Jacobian is ever materialised.
+and one function of the state, the **guidance potential** phi(x, x_ref) that descent
+guidance lowers. The paper's potential is the distance d = 1/2 ||x - x_ref||^2; a model may
+define its own (e.g. a penalty for load beyond capacity) by overriding ``potential_terms``.
+Potentials are *separable*, a sum over components phi = sum_j phi_j(x_j, x_ref_j), so an
+agent that touches K components changes K terms and its exact effect costs O(K).
+
+The guidance weights themselves (g_i = <grad phi(x), z_i>, or the exact difference) are
+computed in one place, :func:`guidedmarl.guidance.weights.guidance_weights`.
 """
 
 from __future__ import annotations
@@ -30,9 +34,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
-
-class GuidanceError(RuntimeError):
-    """Raised when an analytical model produces unusable values (NaN, wrong shape...)."""
+from guidedmarl.errors import DomainError, GuidanceError
 
 
 @dataclass
@@ -40,26 +42,29 @@ class SparseInfluence:
     """z_i = dx/da_i stored as (component index, value) pairs per agent.
 
     Attributes:
-        index: ``[E, N, K]`` long, the components of x agent i changes.
+        index: ``[E, N, K]`` long, the components of x agent i changes (each at most once).
         value: ``[E, N, K]`` (scalar actions) or ``[E, N, K, action_dim]``, dx[index]/da_i.
     """
 
     index: Tensor
     value: Tensor
 
+    def gather(self, v: Tensor) -> Tensor:
+        """The components of ``v`` (``[E, D]`` or ``[1, D]``) each agent touches: ``[E, N, K]``."""
+        e, n, k = self.index.shape
+        if v.shape[0] != e:
+            v = v.expand(e, -1)
+        return v.gather(1, self.index.reshape(e, n * k)).reshape(e, n, k)
+
     def dot(self, v: Tensor) -> Tensor:
         """<v, z_i> for every agent: ``[E, D] -> [E, N]`` (or ``[E, N, action_dim]``)."""
-        e, n, k = self.index.shape
-        picked = v.gather(1, self.index.reshape(e, n * k)).reshape(e, n, k)
+        picked = self.gather(v)
         if self.value.dim() == 4:
             picked = picked.unsqueeze(-1)
         return (picked * self.value).sum(dim=2)
 
     def squared_norm(self) -> Tensor:
-        """||z_i||^2 per agent, ``[E, N]`` (summed over action dimensions if any).
-
-        Assumes every component appears at most once in an agent's index list.
-        """
+        """||z_i||^2 per agent, ``[E, N]`` (summed over action dimensions if any)."""
         sq = self.value.square().sum(dim=2)
         return sq.sum(-1) if sq.dim() == 3 else sq
 
@@ -79,7 +84,9 @@ class AnalyticalModel(ABC):
 
     Subclasses set ``action_kind`` and implement ``system_state`` and ``reference_state``;
     they may override ``influence`` with a closed form and set ``closed_form_influence``
-    so that ``guidance`` uses it instead of autograd.
+    so that guidance uses it instead of autograd, and override ``potential_terms`` (and,
+    for speed or precision, ``potential_gradient`` and ``potential_drop``) to change the
+    guidance potential.
     """
 
     action_kind: ClassVar[Literal["discrete", "continuous"]] = "discrete"
@@ -87,7 +94,7 @@ class AnalyticalModel(ABC):
 
     def __init__(self, num_actions: int = 0) -> None:
         if self.action_kind == "discrete" and num_actions < 1:
-            raise ValueError("a discrete AnalyticalModel needs num_actions >= 1")
+            raise DomainError(f"{type(self).__name__}: a discrete AnalyticalModel needs num_actions >= 1")
         self.num_actions = num_actions
 
     # ----------------------------------------------------------------- to implement
@@ -97,7 +104,42 @@ class AnalyticalModel(ABC):
 
     @abstractmethod
     def reference_state(self, context: Any) -> Tensor:
-        """Reference (efficient) state x_ref, ``[E, D]``, from exogenous quantities only."""
+        """Reference (efficient) state x_ref, ``[E, D]`` (or ``[1, D]``), exogenous."""
+
+    # ----------------------------------------------------------------- the potential
+    def potential_terms(self, x: Tensor, x_ref: Tensor) -> Tensor:
+        """phi_j(x_j, x_ref_j) for every component (elementwise, any broadcastable shapes).
+
+        Default: the paper's 1/2 (x - x_ref)^2, so that phi = d(x, x_ref).
+        """
+        return 0.5 * (x - x_ref).square()
+
+    def potential_gradient(self, x: Tensor, x_ref: Tensor) -> Tensor:
+        """d phi / d x, elementwise. Default: x - x_ref, or autograd of ``potential_terms``."""
+        if type(self).potential_terms is AnalyticalModel.potential_terms:
+            return x - x_ref
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.potential_terms(leaf, x_ref).sum(), leaf)
+        return grad
+
+    def potential_drop(self, x: Tensor, x_ref: Tensor, step: Tensor) -> Tensor:
+        """phi_j(x_j) - phi_j(x_j - step_j), elementwise: the exact change one agent makes.
+
+        Default: (x - x_ref) step - step^2 / 2 for the quadratic (no cancellation), else the
+        difference of ``potential_terms``.
+        """
+        if type(self).potential_terms is AnalyticalModel.potential_terms:
+            return (x - x_ref) * step - 0.5 * step.square()
+        return self.potential_terms(x, x_ref) - self.potential_terms(x - step, x_ref)
+
+    def potential(self, x: Tensor, x_ref: Tensor) -> Tensor:
+        """phi(x, x_ref) per environment, ``[E]``."""
+        return self.potential_terms(x, x_ref).sum(dim=-1)
+
+    def distance(self, x: Tensor, x_ref: Tensor) -> Tensor:
+        """The paper's d(x, x_ref) = 1/2 ||x - x_ref||^2 per environment, ``[E]``."""
+        return 0.5 * (x - x_ref).square().sum(dim=-1)
 
     # ----------------------------------------------------------------- provided
     def relax(self, actions: Tensor) -> Tensor:
@@ -105,23 +147,28 @@ class AnalyticalModel(ABC):
         if self.action_kind == "discrete":
             if actions.dtype not in (torch.int64, torch.int32):
                 raise GuidanceError(f"discrete actions must be integer, got {actions.dtype}")
+            if actions.numel() and (int(actions.min()) < 0 or int(actions.max()) >= self.num_actions):
+                raise GuidanceError(
+                    f"discrete actions must lie in [0, {self.num_actions - 1}] (num_actions={self.num_actions}), "
+                    f"got values in [{int(actions.min())}, {int(actions.max())}]"
+                )
             return torch.nn.functional.one_hot(actions.long(), self.num_actions).to(torch.get_default_dtype())
         return actions.to(torch.get_default_dtype())
 
     def state(self, actions: Tensor, context: Any) -> Tensor:
-        """x for integer (discrete) or float (continuous) actions, checked for NaN."""
-        x = self.system_state(self.relax(actions), context)
-        return self._checked(x, "system_state")
+        """x for integer (discrete) or float (continuous) actions, checked (shape, NaN)."""
+        return self.checked_state(self.system_state(self.relax(actions), context), actions)
 
     def reference(self, context: Any) -> Tensor:
         """x_ref under ``torch.no_grad`` (exogenous), checked for NaN."""
         with torch.no_grad():
             x_ref = self.reference_state(context)
-        return self._checked(x_ref.detach(), "reference_state")
-
-    def distance(self, x: Tensor, x_ref: Tensor) -> Tensor:
-        """d(x, x_ref) = 1/2 ||x - x_ref||^2 per environment, ``[E]``."""
-        return 0.5 * (x - x_ref).square().sum(dim=-1)
+        if not isinstance(x_ref, Tensor) or x_ref.dim() != 2:
+            raise GuidanceError(
+                f"{type(self).__name__}.reference_state must return a [E, D] tensor, got "
+                f"{tuple(x_ref.shape) if isinstance(x_ref, Tensor) else type(x_ref).__name__}"
+            )
+        return self.checked(x_ref.detach(), "reference_state")
 
     def influence(self, actions: Tensor, context: Any) -> SparseInfluence:
         """z_i = dx/da_i from a dense autograd Jacobian: O(N x D) memory, small problems only.
@@ -150,83 +197,46 @@ class AnalyticalModel(ABC):
         index = torch.arange(d, device=value.device).expand(e, n, d)
         return SparseInfluence(index=index, value=value)
 
-    def guidance(
-        self,
-        actions: Tensor,
-        context: Any,
-        exact_difference: bool = False,
-        mean_action: Tensor | None = None,
-    ) -> Tensor:
-        """Guidance weight of every agent, ``[E, N]``.
-
-        Discrete actions: g_i = <x - x_ref, z_i> (the paper's weight); with
-        ``exact_difference``, g_i - 1/2 ||z_i||^2, the exact change of d(x, x_ref) caused by
-        agent i's chosen option (x affine in each agent's one-hot row; unbiased, see
-        docs/theory_tests.md section 1).
-
-        Continuous actions: g_i = (dx/da_i)^T (x - x_ref) is the *pathwise* gradient; used as
-        a score-function weight (a PPO advantage) it does not estimate the gradient of
-        G = E[d] (docs/theory_tests.md section 2). With ``mean_action`` (the policy mean
-        mu_i) the weight is the difference against the mean,
-        L_i = g_i . (a_i - mu_i) (exact for the mean of a Gaussian policy on a linear map,
-        first order otherwise), and with ``exact_difference`` additionally
-        - 1/2 ||z_i (a_i - mu_i)||^2, which makes it D_i = d(x) - d(x with a_i := mu_i)
-        exactly when x is affine in a_i. Without ``mean_action`` the raw pathwise g is
-        returned (``[E, N, action_dim]`` for vector actions), for analysis only.
-
-        Args:
-            actions: ``[E, N]`` integer (discrete) or ``[E, N, action_dim]`` float actions.
-            context: the environment's ``model_context()`` for this step.
-            exact_difference: see above.
-            mean_action: ``[E, N, action_dim]`` policy means (continuous actions only).
-        """
-        continuous = self.action_kind == "continuous"
-        if mean_action is not None and not continuous:
-            raise GuidanceError("mean_action is for continuous actions; discrete guidance takes the chosen option")
-        if exact_difference and continuous and mean_action is None:
+    # ----------------------------------------------------------------- boundary checks
+    def checked_state(self, x: Tensor, actions: Tensor) -> Tensor:
+        """``system_state``'s output checked: a finite ``[E, D]`` tensor for E environments."""
+        e = actions.shape[0]
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] != e:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise GuidanceError(
-                "exact_difference for continuous actions is the difference against a reference action: "
-                "pass mean_action (the policy mean), as the trainer does (docs/theory_tests.md)"
+                f"{type(self).__name__}.system_state must return x of shape [E, D] = [{e}, D] "
+                f"for actions of shape {tuple(actions.shape)}, got {shape}"
             )
-        if mean_action is not None and mean_action.shape != actions.shape:
-            raise GuidanceError(f"mean_action has shape {tuple(mean_action.shape)}, actions {tuple(actions.shape)}")
-        x_ref = self.reference(context)
-        closed_form = self.closed_form_influence or (exact_difference and not continuous)
-        z: SparseInfluence | None = None
-        if closed_form:
-            with torch.no_grad():
-                x = self.state(actions, context)
-                z = self.influence(actions, context)
-                g = z.dot(x - x_ref)
-        else:
-            with torch.enable_grad():
-                relaxed = self.relax(actions).detach().requires_grad_(True)
-                x = self._checked(self.system_state(relaxed, context), "system_state")
-                (grad,) = torch.autograd.grad(x, relaxed, grad_outputs=(x - x_ref).detach())
-            if self.action_kind == "discrete":
-                g = grad.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-            else:
-                g = grad.squeeze(-1) if grad.shape[-1] == 1 else grad
-        if not continuous:
-            if exact_difference:
-                assert z is not None
-                g = g - 0.5 * z.squared_norm()
-            return self._checked(g.detach(), "guidance")
-        if mean_action is None:
-            return self._checked(g.detach(), "guidance")
-        delta = (actions - mean_action).to(g.dtype)  # [E, N, k]
-        g_vec = g.unsqueeze(-1) if g.dim() == 2 else g
-        weight = (g_vec * delta).sum(-1)
-        if exact_difference:
-            z = z if z is not None else self.influence(actions, context)
-            value = z.value if z.value.dim() == 4 else z.value.unsqueeze(-1)  # [E, N, K, k]
-            step = (value * delta.unsqueeze(2)).sum(-1)  # z_i (a_i - mu_i), [E, N, K]
-            weight = weight - 0.5 * step.square().sum(-1)
-        return self._checked(weight.detach(), "guidance")
+        return self.checked(x, "system_state")
 
-    @staticmethod
-    def _checked(t: Tensor, what: str) -> Tensor:
+    def checked_influence(self, z: SparseInfluence, actions: Tensor, dim: int) -> SparseInfluence:
+        """``influence``'s output checked: shapes ``[E, N, K](, k)``, indices in ``[0, D)``."""
+        name = f"{type(self).__name__}.influence"
+        if not isinstance(z, SparseInfluence):
+            raise GuidanceError(f"{name} must return a SparseInfluence, got {type(z).__name__}")
+        e, n = actions.shape[:2]
+        if z.index.dim() != 3 or tuple(z.index.shape[:2]) != (e, n):
+            raise GuidanceError(f"{name}: index must have shape [E, N, K] = [{e}, {n}, K], got {tuple(z.index.shape)}")
+        if z.index.dtype not in (torch.int64, torch.int32):
+            raise GuidanceError(f"{name}: index must be an integer tensor, got {z.index.dtype}")
+        if z.index.numel() and (int(z.index.min()) < 0 or int(z.index.max()) >= dim):
+            raise GuidanceError(
+                f"{name}: index values must lie in [0, {dim - 1}] (x has D = {dim} components), "
+                f"got values in [{int(z.index.min())}, {int(z.index.max())}]"
+            )
+        want = tuple(z.index.shape)
+        if self.action_kind == "continuous" and actions.dim() == 3 and actions.shape[-1] > 1:
+            want = (*want, actions.shape[-1])
+        if tuple(z.value.shape) != want:
+            raise GuidanceError(f"{name}: value must have shape {want} (like index), got {tuple(z.value.shape)}")
+        self.checked(z.value, "influence")
+        return z
+
+    def checked(self, t: Tensor, what: str) -> Tensor:
+        """``t`` if every entry is finite, else a :class:`GuidanceError` naming ``what``."""
         if not torch.isfinite(t).all():
             bad = (~torch.isfinite(t)).sum().item()
-            raise GuidanceError(f"{what} returned {bad} NaN or infinite value(s); check the model's inputs")
+            raise GuidanceError(
+                f"{type(self).__name__}.{what} returned {bad} NaN or infinite value(s); check the model's inputs"
+            )
         return t

@@ -6,7 +6,7 @@ study runs that comparison on a grid; the alpha study varies DG-PG's mixing weig
 
 A study is a grid of **cells** (arm, N, seed). An *arm* is one learner setting: an
 algorithm, a number of training episodes and (for DG-PG) an alpha schedule. Every cell is
-one ordinary run of :func:`guidedmarl.run.run` with its own run directory
+one ordinary run of :func:`guidedmarl.experiment.run_experiment` with its own run directory
 ``OUT/runs/<arm>/N<n>-s<seed>/``, so every cell can be inspected (or re-run) on its own
 with ``guidedmarl run --config OUT/runs/.../config.yaml``.
 
@@ -87,7 +87,7 @@ from typing import Any
 import torch
 import yaml
 
-import guidedmarl.run as _run_module
+import guidedmarl.experiment as _run_module
 from guidedmarl.config import ConfigError, RunConfig, build_config, deep_merge
 from guidedmarl.convergence import ConvergenceCriterion
 from guidedmarl.domain import get_domain
@@ -259,8 +259,9 @@ class AlphaStudySettings(GridStudySettings):
 
     def _schedule(self) -> str:
         guidance = self.run_config.get("guidance") or {}
-        cfg = build_config({"guidance": {"alpha": guidance["alpha"]}} if "alpha" in guidance else {}, "settings")
-        alpha = cfg.guidance.alpha
+        data = {"domain": self.domain_name}
+        cfg = build_config(data | ({"guidance": {"alpha": guidance["alpha"]}} if "alpha" in guidance else {}), "settings")
+        alpha = cfg.learner.estimator.alpha  # type: ignore[attr-defined]
         if alpha.kind == "linear":
             return f"alpha decay {alpha.start:g} -> {alpha.end:g}"
         return f"alpha = {alpha.value:g} (configured)"
@@ -522,7 +523,7 @@ def run_grid_study(
 ) -> GridStudyResult:
     """Run (or resume) every cell of the study and write the outputs (module docstring).
 
-    Every cell calls :func:`guidedmarl.run.run` (looked up at call time, so it can be
+    Every cell calls :func:`guidedmarl.experiment.run_experiment` (looked up at call time, so it can be
     replaced in tests). Cells run N by N (ascending), seed by seed, arm by arm; the outputs
     are rewritten after each N.
     """
@@ -567,7 +568,7 @@ def run_grid_study(
                 cfg = configs[(arm.name, n, seed)]
                 cell = _read_cell(cfg, arm, say)
                 if cell is None:
-                    res = _run_module.run(cfg)
+                    res = _run_module.run_experiment(cfg)
                     summary = {
                         "best_test_reward": res.best_test_reward,
                         "best_episode": res.best_episode,

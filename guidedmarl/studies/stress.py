@@ -11,7 +11,7 @@ the two claims that matter:
   (c). Recorded: the fitted slope of log(variance) and log(relative variance) against
   log(N) for (b) and (c), with bootstrap 95 % intervals (regression intervals in the JSON).
   (a) does not involve the model and is identical in every variant.
-* **Learning** (alignment): DG-PG trained with :func:`guidedmarl.run.run` at one N
+* **Learning** (alignment): DG-PG trained with :func:`guidedmarl.experiment.run_experiment` at one N
   (default 50, 10 episodes, seeds 0 1 2), every setting identical except the model.
   Recorded: best-checkpoint and final test reward, and the episodes to converge of
   :class:`~guidedmarl.convergence.ConvergenceCriterion` (defaults) on the test-reward curve
@@ -63,8 +63,8 @@ from guidedmarl.config import ConfigError, RunConfig, build_config, deep_merge
 from guidedmarl.convergence import ConvergenceCriterion
 from guidedmarl.domain import get_domain
 from guidedmarl.evaluation import evaluate_heuristic
-from guidedmarl.run import build
-from guidedmarl.run import run as run_training
+from guidedmarl.experiment import build
+from guidedmarl.experiment import run_experiment as run_training
 from guidedmarl.studies.common import (
     command_block,
     finite_or_null,
@@ -80,6 +80,7 @@ from guidedmarl.studies.variance import (
     surrogate_dict,
     surrogate_label,
 )
+from guidedmarl.guidance.weights import guidance_weights
 
 DEFAULT_VARIANTS: tuple[str, ...] = (
     "exact",
@@ -300,7 +301,9 @@ def guidance_agreement(
     for the same sampled actions and state.
     """
     cfg = cfg.model_copy(update={"envs": envs, "algo": "dgpg"})
-    cfg = cfg.model_copy(update={"guidance": cfg.guidance.model_copy(update={"surrogate": None})})
+    data = cfg.model_dump(mode="json")
+    data["learner"]["estimator"]["surrogate"] = None
+    cfg = RunConfig.model_validate(data)
     domain, trainer = build(cfg)
     if checkpoint is not None:
         trainer.actor.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["actor"])
@@ -311,15 +314,15 @@ def guidance_agreement(
     step = env.reset(domain.train_seeds(0, envs, cfg.seed))
     exact_g: list[torch.Tensor] = []
     per: dict[str, list[torch.Tensor]] = {k: [] for k in models}
-    exact_difference = cfg.guidance.exact_difference
+    exact_difference = cfg.learner.estimator.weight == "exact_difference"  # type: ignore[attr-defined]
     for _ in range(min(steps, env.spec.horizon)):
         actions = trainer.actor.distribution(step.obs).sample()
         context = env.model_context()
         mask = step.active
         if mask.any():
-            exact_g.append(exact.guidance(actions, context, exact_difference)[mask].double())
+            exact_g.append(guidance_weights(exact, actions, context, exact_difference)[mask].double())
             for label, model in models.items():
-                per[label].append(model.guidance(actions, context, exact_difference)[mask].double())
+                per[label].append(guidance_weights(model, actions, context, exact_difference)[mask].double())
         step = env.step(actions)
     out: dict[str, dict] = {}
     if not exact_g:

@@ -13,7 +13,7 @@ What is measured, for each N of a list
 ---------------------------------------
 
 * **Policy**: fixed. By default the freshly initialised policy of ``guidedmarl run`` with
-  the same seed (the trainer is built by :func:`guidedmarl.run.build`, so the weights are
+  the same seed (the trainer is built by :func:`guidedmarl.experiment.build`, so the weights are
   bit for bit those a run starts from); or the actor of a checkpoint (``best.pt`` /
   ``final.pt`` of a run, see ``Trainer.state_dict``), loadable at a given N only if its
   weights fit: shared parameters (one network for every N whose observation size
@@ -52,13 +52,13 @@ What is measured, for each N of a list
       ``ppo.gamma``) minus a baseline: the mean of the reward-to-go at that step over the
       *other* replicas of the same scenario (leave-one-out; it equals the plain mean over
       replicas times R_g / (R_g - 1) and keeps the estimate unbiased, R_g = R / S);
-  (b) ``guidance``: ``g_i`` from ``model.guidance(actions, env.model_context())`` minus
+  (b) ``guidance``: ``g_i`` from ``guidance_weights(model, actions, env.model_context())`` minus
       its mean over all active samples of the batch (the centring of ``docs/method.md``:
       a constant, so E[s (g - c)] = E[s g]);
   (c) ``dgpg``: ``(1 - alpha) A_hat - alpha g_hat`` from
-      :meth:`~guidedmarl.guidance.GuidedEstimator.mixed_advantage` (the library's own
+      :meth:`~guidedmarl.guidance.GuidedEstimator.advantage` (the library's own
       standardisation over the active samples of the batch, ``guidance.scaling`` and
-      ``guidance.exact_difference`` of the configuration) with A the weight of (a)
+      ``learner.estimator.weight`` of the configuration) with A the weight of (a)
       broadcast to every agent and g the raw guidance weight. alpha defaults to the
       configuration's schedule at the policy's training progress: 0.9 for the fresh
       policy with the default schedule (linear 0.9 -> 0.2), schedule(episode /
@@ -111,7 +111,7 @@ Imperfect models (``surrogate``)
 ``surrogate`` (``--surrogate``) replaces the domain's analytical model by a deliberately
 imperfect one, :func:`guidedmarl.analytical.surrogates.wrap_surrogate` with the run seed
 (``guidance.surrogate`` of the run configuration; the trainer is built by
-:func:`guidedmarl.run.build`, which applies it): a biased or noisy reference, or a rounded
+:func:`guidedmarl.experiment.build`, which applies it): a biased or noisy reference, or a rounded
 state map. It changes (b) and (c) only; (a) does not involve the model, and the sampled
 actions are the same as with the exact model (the surrogates draw from their own
 generators). Given as text (:func:`parse_surrogate`): ``biased:beta=0.3``,
@@ -149,10 +149,12 @@ from guidedmarl.config import (
 from guidedmarl.domain import Domain, get_domain
 from guidedmarl.env import MultiAgentVecEnv
 from guidedmarl.guidance.estimator import GuidedEstimator
+from guidedmarl.guidance.schedules import ConstantAlpha
 from guidedmarl.studies.common import command_block, finite_or_null, interval_text, machine_info, slope_label
 from guidedmarl.studies.common import write_command_file
 from guidedmarl.training.networks import Actor
 from guidedmarl.training.trainer import Trainer
+from guidedmarl.guidance.weights import guidance_weights
 
 ESTIMATORS: tuple[str, ...] = ("shared", "guidance", "dgpg")
 LABELS = {"shared": "(a) shared return", "guidance": "(b) guidance", "dgpg": "(c) DG-PG mixed"}
@@ -429,9 +431,9 @@ def _score(actor: Actor, dist: torch.distributions.Distribution, actions: Tensor
 
 @torch.no_grad()
 def _collect(trainer: Trainer, env: MultiAgentVecEnv, seeds: list[int], steps: int) -> _Batch:
-    actor, model = trainer.actor, trainer.model
+    actor, model = trainer.actor, trainer.estimator.model
     assert model is not None
-    exact = trainer.estimator.exact_difference
+    exact = trainer.estimator.exact_difference  # type: ignore[attr-defined]
     step = env.reset(seeds)
     scores: list[Tensor] = []
     active, guidance, rewards = [], [], []
@@ -439,7 +441,7 @@ def _collect(trainer: Trainer, env: MultiAgentVecEnv, seeds: list[int], steps: i
         dist = actor.distribution(step.obs)
         actions = dist.sample()
         scores.append(_score(actor, dist, actions))
-        g = model.guidance(actions, env.model_context(), exact_difference=exact)
+        g = guidance_weights(model, actions, env.model_context(), exact_difference=exact)
         if g.shape != step.active.shape:
             raise ConfigError(
                 f"guidance weights of shape {tuple(g.shape)} (one per action dimension) are not supported: "
@@ -476,7 +478,7 @@ def _weights(
     g = batch.guidance.to(torch.float64)
     g_mean = (g * maskf).sum() / maskf.sum().clamp_min(1.0)
     shared_agents = shared.unsqueeze(-1).expand(steps, r, n)
-    mixed = estimator.mixed_advantage(shared_agents, g, mask, progress=0.0)
+    mixed = estimator.advantage(shared_agents, {"guidance": g}, mask, progress=0.0)
     return {
         "shared": shared_agents * maskf,
         "guidance": (g - g_mean) * maskf,
@@ -564,7 +566,7 @@ def _alpha(settings: VarianceStudySettings, cfg: RunConfig, state: dict[str, Any
         progress = min(1.0, float(state.get("episode", 0)) / max(1, cfg.episodes - 1))
     if settings.alpha is not None:
         return settings.alpha, progress
-    return float(cfg.guidance.alpha(progress)), progress
+    return float(cfg.learner.estimator.alpha(progress)), progress
 
 
 # ------------------------------------------------------------------ the study
@@ -611,12 +613,8 @@ def run_variance_study(
         replicas = settings.rollouts // settings.scenarios
         seeds = [s for s in domain.train_seeds(0, settings.scenarios, cfg.seed) for _ in range(replicas)]
         batch = _collect(trainer, env, seeds, steps)
-        estimator = GuidedEstimator(
-            lambda p, a=alpha: a,
-            cfg.guidance.scaling,
-            enabled=True,
-            exact_difference=cfg.guidance.exact_difference,
-        )
+        est_config = cfg.learner.estimator.model_copy(update={"alpha": ConstantAlpha(value=alpha)})
+        estimator = GuidedEstimator(est_config, trainer.model, cfg.seed)
         scale = float(n) if settings.reward_units == "sum" else 1.0
         weights = _weights(batch, settings.scenarios, cfg.ppo.gamma, scale, estimator)
         active_fraction = float(batch.active.float().mean())
@@ -656,7 +654,7 @@ def run_variance_study(
         per_n_seconds[n] = time.perf_counter() - t0
         meta = {"alpha": alpha, "progress": progress, "gamma": cfg.ppo.gamma, "steps": steps}
         meta["domain_config"] = domain.settings.model_dump(mode="json")
-        model_surrogate = cfg.guidance.surrogate
+        model_surrogate = cfg.learner.estimator.surrogate
         meta["surrogate"] = None if model_surrogate is None else model_surrogate.model_dump(mode="json")
         shown = {e: next(r for r in rows if r["N"] == n and r["estimator"] == e) for e in ESTIMATORS}
         say(
@@ -688,7 +686,7 @@ def run_variance_study(
 
 
 def _build(cfg: RunConfig) -> tuple[Domain, Trainer]:
-    from guidedmarl.run import build
+    from guidedmarl.experiment import build
 
     return build(cfg)
 

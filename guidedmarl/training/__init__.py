@@ -1,5 +1,21 @@
-"""PPO training: networks, value normalisation and the MAPPO / IPPO / DG-PG trainer."""
+"""PPO training: networks, critics, the rollout loop and the trainer."""
 
-from guidedmarl.training.trainer import Rollout, Trainer, TrainingError, compute_gae
+from guidedmarl.errors import TrainingError
+from guidedmarl.training.critics import CRITICS, Critic, CriticConfig, register_critic
+from guidedmarl.training.rollout import Action, StepView, Trajectory, rollout
+from guidedmarl.training.trainer import Rollout, Trainer, compute_gae
 
-__all__ = ["Rollout", "Trainer", "TrainingError", "compute_gae"]
+__all__ = [
+    "CRITICS",
+    "Action",
+    "Critic",
+    "CriticConfig",
+    "Rollout",
+    "StepView",
+    "Trainer",
+    "TrainingError",
+    "Trajectory",
+    "compute_gae",
+    "register_critic",
+    "rollout",
+]

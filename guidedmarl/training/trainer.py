@@ -1,40 +1,44 @@
-"""`Trainer`: PPO for N cooperative agents, as MAPPO, IPPO or DG-PG.
+"""`Trainer`: PPO for N cooperative agents; the learner is a critic plus an advantage estimator.
 
 One training episode is, top to bottom:
 
-1. **Rollout** (``collect``): every parallel environment plays one episode; at each step the
-   actor samples actions, the critic values the state, and, for DG-PG, the analytical model
-   turns the pre-action context and the chosen actions into guidance weights g (one batched
-   call per step, never per agent).
+1. **Rollout** (:func:`~guidedmarl.training.rollout.rollout`): every parallel environment plays
+   one episode; at each step the actor samples actions, the critic values the step, and the
+   estimator records what it needs (DG-PG: the guidance weights g of the analytical model,
+   one batched call per step, never per agent).
 2. **Advantages**: GAE on the shared team reward with the critic's values: one value per
-   environment for MAPPO / DG-PG (centralised critic on the global state), one per agent for
-   IPPO (local critic on the agent's observation).
-3. **Mixing**: :class:`~guidedmarl.guidance.GuidedEstimator` forms
-   A_DG = (1 - alpha) A_hat - alpha g_hat (alpha = 0, or guidance off: plain A_hat).
+   environment (centralised critic) or one per agent (local and mean-field critics).
+3. **Estimator**: turns the GAE advantages into each agent's advantage (MAPPO/IPPO: the
+   standardised A_hat; DG-PG: (1 - alpha) A_hat - alpha g_hat).
 4. **Update**: clipped PPO surrogate over minibatches of (time, environment) rows holding
    all N agents, so per-agent parameters and parameter sharing use the same code.
 
-DG-PG *is* MAPPO plus step 3; with alpha = 0 the two produce identical numbers.
+The trainer knows no learner by name: critics and estimators come from their registries
+(:mod:`guidedmarl.training.critics`, :mod:`guidedmarl.guidance.estimator`), so DG-PG *is*
+MAPPO's critic with another estimator, and with alpha = 0 the two give identical numbers.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from guidedmarl.analytical.model import AnalyticalModel
-from guidedmarl.config import Algo, PPOConfig
 from guidedmarl.env import MultiAgentVecEnv, Step
-from guidedmarl.guidance.estimator import GuidedEstimator
-from guidedmarl.training.networks import Actor, CentralCritic, LocalCritic
+from guidedmarl.errors import TrainingError
+from guidedmarl.guidance.estimator import ESTIMATORS, AdvantageEstimator, StepInputs
+from guidedmarl.training.critics import CRITICS, Critic
+from guidedmarl.training.networks import Actor
+from guidedmarl.training.rollout import Action, StepView, rollout
 from guidedmarl.training.value_norm import ValueNormalizer
 
-
-class TrainingError(RuntimeError):
-    """Raised when training produces unusable numbers (NaN losses, NaN rewards...)."""
+if TYPE_CHECKING:  # the config modules import the registries this module fills
+    from guidedmarl.config import PPOConfig
+    from guidedmarl.learners import LearnerConfig
 
 
 @dataclass
@@ -46,11 +50,17 @@ class Rollout:
     active: Tensor  # [T, E, N] bool
     actions: Tensor  # [T, E, N] or [T, E, N, action_dim]
     log_probs: Tensor  # [T, E, N]
-    values: Tensor  # [T, E] (central critic) or [T, E, N] (local), in reward units
+    values: Tensor  # [T, E] (central critic) or [T, E, N] (per-agent), in reward units
     rewards: Tensor  # [T, E]
-    guidance: Tensor | None  # [T, E, N]
+    critic_inputs: dict[str, Tensor]  # the critic's extra inputs, [T, E, ...] each
+    estimator_records: dict[str, Tensor]  # what the estimator stored, [T, E, N] each
     info: dict[str, float]
-    guidance_seconds: float
+    seconds: dict[str, float]
+
+    @property
+    def guidance(self) -> Tensor | None:
+        """The guidance weights g ``[T, E, N]`` when the estimator recorded them."""
+        return self.estimator_records.get("guidance")
 
 
 def compute_gae(rewards: Tensor, values: Tensor, gamma: float, lam: float) -> Tensor:
@@ -86,35 +96,30 @@ def explained_variance(pred: Tensor, target: Tensor) -> float:
 
 
 class Trainer:
-    """PPO trainer for MAPPO (``algo='mappo'``), IPPO (``'ippo'``) and DG-PG (``'dgpg'``).
+    """PPO trainer for any learner (critic kind + advantage estimator).
 
     Args:
         env: batched training environments (one episode each per training episode).
-        algo: which learner; DG-PG uses the centralised critic plus guidance.
-        ppo: PPO settings (identical across the three learners).
-        estimator: advantage mixing; its ``enabled`` flag must be True only for DG-PG.
-        model: the analytical model (required for DG-PG, unused otherwise).
-        seed: seeds the minibatch shuffling generator (the global torch seed is the
-            caller's: :func:`guidedmarl.run.run` sets it once from the run seed).
-        total_episodes: training length, for the alpha schedule's progress.
+        ppo: PPO settings (identical across learners).
+        learner: the critic and estimator settings (:class:`~guidedmarl.learners.LearnerConfig`).
+        model: the domain's analytical model (None if it has none; estimators that need one
+            then refuse with a clear message).
+        seed: seeds the minibatch shuffling generator and the estimator (the global torch
+            seed is the caller's: :func:`guidedmarl.experiment.build` sets it from the run seed).
+        total_episodes: training length, for the estimator's schedule (progress in [0, 1]).
     """
 
     def __init__(
         self,
         env: MultiAgentVecEnv,
-        algo: Algo,
         ppo: PPOConfig,
-        estimator: GuidedEstimator,
+        learner: LearnerConfig,
         model: AnalyticalModel | None,
         seed: int,
         total_episodes: int,
     ) -> None:
-        if algo == "dgpg" and model is None:
-            raise ValueError("algo 'dgpg' needs an AnalyticalModel (model=None given)")
-        if estimator.enabled and algo != "dgpg":
-            raise ValueError(f"guidance is only used by algo 'dgpg', not '{algo}'")
         spec = env.spec
-        self.env, self.algo, self.ppo, self.estimator, self.model = env, algo, ppo, estimator, model
+        self.env, self.ppo, self.learner, self.model = env, ppo, learner, model
         self.total_episodes = total_episodes
         self.episode = 0
         self.actor = Actor(
@@ -125,11 +130,9 @@ class Trainer:
             num_actions=spec.num_actions if spec.action_kind == "discrete" else 0,
             action_dim=spec.action_dim if spec.action_kind == "continuous" else 0,
         )
-        self.critic: nn.Module
-        if algo == "ippo":
-            self.critic = LocalCritic(spec.num_agents, spec.obs_dim, ppo.hidden, ppo.shared_parameters)
-        else:
-            self.critic = CentralCritic(spec.state_dim, ppo.hidden)
+        critic_cls = CRITICS.get(learner.critic.kind)
+        self.critic: Critic = critic_cls(spec, learner.critic, ppo.hidden, ppo.shared_parameters)
+        self.estimator: AdvantageEstimator = ESTIMATORS.get(learner.estimator.kind)(learner.estimator, model, seed)
         self.value_norm = ValueNormalizer(ppo.value_normalization)
         params = list(self.actor.parameters()) + list(self.critic.parameters())
         self.optimizer = torch.optim.Adam(params, lr=ppo.learning_rate, eps=1e-5)
@@ -144,61 +147,45 @@ class Trainer:
         actions, _, _ = self.actor.sample(step.obs, step.active)
         return actions
 
-    def _values(self, state: Tensor, obs: Tensor) -> Tensor:
-        return self.critic(state, obs)
+    def _sample(self, step: Step) -> Action:
+        actions, logp, mean = self.actor.sample(step.obs, step.active)
+        return Action(actions, logp, mean)
+
+    def _record_policy(self, view: StepView) -> dict[str, Tensor]:
+        step = view.step
+        extra = self.critic.extra_inputs(step, view.actions, view.env)
+        values = self.value_norm.denormalize(self.critic({"state": step.state, "obs": step.obs, **extra}))
+        assert view.action.log_prob is not None
+        record = {"obs": step.obs, "state": step.state, "active": step.active, "actions": view.actions}
+        record |= {"logp": view.action.log_prob, "values": values}
+        return record | {f"critic/{k}": v for k, v in extra.items()}
+
+    def _record_estimator(self, view: StepView) -> dict[str, Tensor]:
+        inputs = StepInputs(view.actions, view.action.mean, view.step.active, view.context)
+        return {f"estimator/{k}": v for k, v in self.estimator.on_step(inputs).items()}
 
     # ------------------------------------------------------------------ rollout
     @torch.no_grad()
     def collect(self, seeds: list[int]) -> Rollout:
         """Play one episode in every environment with the current (stochastic) policy."""
-        env, spec = self.env, self.env.spec
-        use_guidance = self.estimator.enabled
-        step = env.reset(seeds)
-        buf: dict[str, list[Tensor]] = {k: [] for k in ("obs", "state", "active", "actions", "logp", "values", "rew", "g")}
-        info_sums: dict[str, float] = {}
-        guidance_seconds = 0.0
-        for _ in range(spec.horizon):
-            actions, logp, mean = self.actor.sample(step.obs, step.active)
-            values = self.value_norm.denormalize(self._values(step.state, step.obs))
-            if use_guidance:
-                t0 = time.perf_counter()
-                assert self.model is not None
-                # continuous actions: the weight is the difference against the policy mean
-                # (raw pathwise g is not a score-function estimator; docs/theory_tests.md)
-                g = self.model.guidance(
-                    actions, env.model_context(), exact_difference=self.estimator.exact_difference, mean_action=mean
-                )
-                if g.shape != step.active.shape:
-                    raise TrainingError(
-                        f"guidance has shape {tuple(g.shape)}, expected one weight per agent {tuple(step.active.shape)}"
-                    )
-                buf["g"].append(g * step.active)
-                guidance_seconds += time.perf_counter() - t0
-            for key, val in (("obs", step.obs), ("state", step.state), ("active", step.active)):
-                buf[key].append(val)
-            buf["actions"].append(actions)
-            buf["logp"].append(logp)
-            buf["values"].append(values)
-            step = env.step(actions)
-            if not torch.isfinite(step.reward).all():
-                raise TrainingError("the environment returned a NaN or infinite reward")
-            buf["rew"].append(step.reward)
-            for k, v in step.info.items():
-                info_sums[k] = info_sums.get(k, 0.0) + float(v.float().mean())
-        rewards = torch.stack(buf["rew"])
-        info = {k: v / spec.horizon for k, v in info_sums.items()}
-        info["episodic_return"] = float(rewards.sum(0).mean())
+        hooks = {"critic": self._record_policy, "guidance": self._record_estimator}
+        traj = rollout(self.env, self._sample, seeds, hooks)
+        rec = traj.records
+        horizon = traj.rewards.shape[0]
+        info = {k: sum(float(v.float().mean()) for v in vals) / horizon for k, vals in traj.info.items()}
+        info["episodic_return"] = float(traj.rewards.sum(0).mean())
         return Rollout(
-            obs=torch.stack(buf["obs"]),
-            state=torch.stack(buf["state"]),
-            active=torch.stack(buf["active"]),
-            actions=torch.stack(buf["actions"]),
-            log_probs=torch.stack(buf["logp"]),
-            values=torch.stack(buf["values"]),
-            rewards=rewards,
-            guidance=torch.stack(buf["g"]) if use_guidance else None,
+            obs=rec["obs"],
+            state=rec["state"],
+            active=rec["active"],
+            actions=rec["actions"],
+            log_probs=rec["logp"],
+            values=rec["values"],
+            rewards=traj.rewards,
+            critic_inputs={k.split("/", 1)[1]: v for k, v in rec.items() if k.startswith("critic/")},
+            estimator_records={k.split("/", 1)[1]: v for k, v in rec.items() if k.startswith("estimator/")},
             info=info,
-            guidance_seconds=guidance_seconds,
+            seconds=traj.seconds,
         )
 
     # ------------------------------------------------------------------ update
@@ -216,6 +203,11 @@ class Trainer:
             return mb["obs"][active], mb["actions"][active], mb["logp"][active], mb["adv"][active], None
         return mb["obs"], mb["actions"], mb["logp"], mb["adv"], active.to(mb["adv"].dtype)
 
+    @staticmethod
+    def _critic_inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        extra = {k.split("/", 1)[1]: v for k, v in batch.items() if k.startswith("critic/")}
+        return {"state": batch["state"], "obs": batch["obs"], **extra}
+
     def update(self, ro: Rollout, progress: float) -> dict[str, float]:
         """PPO update on one rollout; returns CleanRL-style metrics."""
         ppo = self.ppo
@@ -223,7 +215,9 @@ class Trainer:
         adv = compute_gae(ro.rewards, ro.values, ppo.gamma, ppo.gae_lambda)
         returns = adv + ro.values
         agent_adv = adv if adv.dim() == 3 else adv.unsqueeze(-1).expand(horizon, num_envs, n)
-        mixed = self.estimator.mixed_advantage(agent_adv, ro.guidance, ro.active, progress)
+        mixed = self.estimator.advantage(agent_adv, ro.estimator_records, ro.active, progress)
+        if not torch.isfinite(mixed[ro.active]).all():
+            raise TrainingError(f"the estimator '{self.estimator.kind}' produced NaN or infinite advantages")
         self.value_norm.update(returns)
         targets = self.value_norm.normalize(returns)
 
@@ -237,6 +231,8 @@ class Trainer:
             "adv": mixed.reshape(rows, n),
             "target": targets.reshape(rows, *targets.shape[2:]),
         }
+        for key, value in ro.critic_inputs.items():
+            flat[f"critic/{key}"] = value.reshape(rows, *value.shape[2:])
         mb_size = max(1, rows // ppo.num_minibatches)
         stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
         for _ in range(ppo.update_epochs):
@@ -254,7 +250,7 @@ class Trainer:
                     surrogate = torch.max(-adv * ratio, -adv * ratio.clamp(1 - ppo.clip_coef, 1 + ppo.clip_coef))
                     pg_loss = _weighted_mean(surrogate, weight)
                     entropy = _weighted_mean(self.actor.entropy(dist), weight)
-                value = self._values(mb["state"], mb["obs"])
+                value = self.critic(self._critic_inputs(mb))
                 v_loss = 0.5 * (value - mb["target"]).square().mean()
                 loss = pg_loss - ppo.entropy_coef * entropy + ppo.value_coef * v_loss
                 if not torch.isfinite(loss):
@@ -277,12 +273,9 @@ class Trainer:
                     stats["clipfrac"].append(_weighted_mean(clipped, weight).item())
         metrics = {k: sum(v) / len(v) for k, v in stats.items()}
         with torch.no_grad():
-            pred = self.value_norm.denormalize(self._values(flat["state"], flat["obs"]))
+            pred = self.value_norm.denormalize(self.critic(self._critic_inputs(flat)))
             metrics["explained_variance"] = explained_variance(pred.flatten(), returns.reshape(rows, -1).flatten())
-        metrics["alpha"] = self.estimator.alpha(progress)
-        if ro.guidance is not None:
-            active = ro.active
-            metrics["guidance_mean"] = float(ro.guidance[active].mean()) if active.any() else 0.0
+        metrics.update(self.estimator.diagnostics(ro.estimator_records, ro.active, progress))
         return metrics
 
     def train_episode(self, seeds: list[int]) -> dict[str, float]:
@@ -297,7 +290,7 @@ class Trainer:
         metrics.update(ro.info)
         metrics.update(
             rollout_seconds=t1 - t0,
-            guidance_seconds=ro.guidance_seconds,
+            guidance_seconds=ro.seconds.get("guidance", 0.0),
             update_seconds=t2 - t1,
             SPS=agent_steps / max(t2 - t0, 1e-9),
         )

@@ -39,6 +39,7 @@ from torch import Tensor
 
 from guidedmarl.analytical.model import GuidanceError
 from guidedmarl.testing import LinearContext, LinearContinuousModel as LinearModel, default_dtype
+from guidedmarl.guidance.weights import guidance_weights
 
 torch.set_num_threads(1)
 
@@ -99,7 +100,7 @@ def gauss_hermite(mu: Tensor, sigma: Tensor, nodes: int = 3) -> tuple[Tensor, Te
 
 def vector_guidance(model: LinearModel, actions: Tensor, ctx: LinearContext) -> Tensor:
     """Library guidance as ``[E, N, k]`` (it squeezes k = 1)."""
-    g = model.guidance(actions, ctx)
+    g = guidance_weights(model, actions, ctx)
     return g.unsqueeze(-1) if g.dim() == 2 else g
 
 
@@ -193,7 +194,7 @@ def test_raw_guidance_weight_ignores_where_the_reference_is(p: Gaussian) -> None
         torch.testing.assert_close(mirrored.grad_mu(), -p.grad_mu(), **EXACT)
         sq_norm = p.ctx.B.square().sum((1, 2))  # ||B_i||^2, [N]
         for problem in (p, mirrored):
-            g = model.guidance(actions, problem.ctx)  # [E, N]
+            g = guidance_weights(model, actions, problem.ctx)  # [E, N]
             expected_update = torch.einsum("e,en,en->n", w, g, s_mu[..., 0])
             torch.testing.assert_close(expected_update, sq_norm, **EXACT)
         # ... while the gradient differs between the two problems by 2 |grad_mu G| > 0
@@ -245,7 +246,7 @@ def test_monte_carlo_detects_that_raw_guidance_is_not_the_gradient(p: Gaussian, 
         model = LinearModel()
         actions = sample(p, seed)
         s_mu, _ = scores(p, actions)
-        terms = model.guidance(actions, p.ctx) * s_mu[..., 0]  # [E, N]
+        terms = guidance_weights(model, actions, p.ctx) * s_mu[..., 0]  # [E, N]
         sq_norm = p.ctx.B.square().sum((1, 2))
         ok, ratio = within(terms, sq_norm)
         assert ok, ratio
@@ -268,9 +269,9 @@ def test_library_mean_difference_weights_are_L_and_D(p: Gaussian) -> None:
         actions, w = gauss_hermite(p.mu, p.sigma)
         mu = p.mu.expand_as(actions)
         g = vector_guidance(model, actions, p.ctx)
-        linear = model.guidance(actions, p.ctx, mean_action=mu)
+        linear = guidance_weights(model, actions, p.ctx, mean_action=mu)
         torch.testing.assert_close(linear, (g * (actions - mu)).sum(-1), **EXACT)
-        exact = model.guidance(actions, p.ctx, exact_difference=True, mean_action=mu)
+        exact = guidance_weights(model, actions, p.ctx, exact_difference=True, mean_action=mu)
         torch.testing.assert_close(exact, difference_weights(model, actions, p.ctx, p.mu), **EXACT)
         s_mu, s_log_sigma = scores(p, actions)
         for weight in (linear, exact):
@@ -289,4 +290,4 @@ def test_exact_difference_without_a_mean_is_refused_for_continuous_actions() -> 
         )
         actions = torch.randn(1, 2, 2, generator=gen)
         with pytest.raises(GuidanceError, match="pass mean_action"):
-            LinearModel().guidance(actions, ctx, exact_difference=True)
+            guidance_weights(LinearModel(), actions, ctx, exact_difference=True)

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from guidedmarl.testing import AffineContext, AffineDiscreteModel, default_dtype
+from guidedmarl.guidance.weights import guidance_weights
 
 torch.set_num_threads(1)
 
@@ -76,7 +77,7 @@ def estimator_terms(p: EndogenousProblem, reference: Callable[[Tensor], Tensor],
     """(g_i - 1/2||z_i||^2) grad_i log pi_i per joint action, with x_ref = r(theta) frozen, ``[E, N, A]``."""
     model = AffineDiscreteModel(num_actions=p.effect.shape[1])
     ctx = AffineContext(p.x0, p.effect, reference(p.theta).detach(), num_envs=actions.shape[0])
-    weight = model.guidance(actions, ctx, exact_difference=True)
+    weight = guidance_weights(model, actions, ctx, exact_difference=True)
     pi = torch.softmax(p.theta, -1)
     return weight[..., None] * (torch.nn.functional.one_hot(actions, pi.shape[1]).to(pi.dtype) - pi)
 

@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from guidedmarl.testing import AffineContext, AffineDiscreteModel, LinearContext, LinearContinuousModel as LinearModel, default_dtype
+from guidedmarl.guidance.weights import guidance_weights
 
 torch.set_num_threads(1)
 
@@ -125,8 +126,8 @@ def enumerate_game(game: Game) -> Enumerated:
         x=x,
         reward=game.reward(x),
         dist=game.model.distance(x, game.model.reference(ctx)),
-        first_order=game.model.guidance(actions, ctx),
-        exact=game.model.guidance(actions, ctx, exact_difference=True),
+        first_order=guidance_weights(game.model, actions, ctx),
+        exact=guidance_weights(game.model, actions, ctx, exact_difference=True),
     )
 
 
@@ -188,11 +189,11 @@ def test_guidance_vanishes_at_the_reachable_aligned_optimum(game: Game) -> None:
         ctx = game.ctx
         star = game.optimum.unsqueeze(0)
         torch.testing.assert_close(game.model.state(star, ctx)[0], game.target, **EXACT)
-        torch.testing.assert_close(game.model.guidance(star, ctx), torch.zeros(1, n, dtype=torch.float64), **EXACT)
+        torch.testing.assert_close(guidance_weights(game.model, star, ctx), torch.zeros(1, n, dtype=torch.float64), **EXACT)
         # the exact-difference weight is -1/2 ||z_i||^2 there (removing agent i moves x away
         # from x*): it does not vanish, only its expectation times the score does
         half_sq = 0.5 * game.ctx.effect[torch.arange(n), game.optimum].square().sum(-1)
-        torch.testing.assert_close(game.model.guidance(star, ctx, exact_difference=True)[0], -half_sq, **EXACT)
+        torch.testing.assert_close(guidance_weights(game.model, star, ctx, exact_difference=True)[0], -half_sq, **EXACT)
 
 
 @settings(max_examples=25, deadline=None, database=None)
@@ -293,7 +294,7 @@ def test_misaligned_reference_moves_the_fixed_point(game: Game, data: st.DataObj
         b[j] = b_j
         x_b = game.model.state(b.unsqueeze(0), game.ctx)[0]
         moved = game.with_reference(x_b)
-        g_star = moved.model.guidance(game.optimum.unsqueeze(0), moved.ctx)[0]
+        g_star = guidance_weights(moved.model, game.optimum.unsqueeze(0), moved.ctx)[0]
         expected_g = game.ctx.effect[torch.arange(n), game.optimum] @ (game.target - x_b)
         torch.testing.assert_close(g_star, expected_g, **EXACT)
         assume(float(g_star.abs().max()) > 1e-3)  # guidance is active at the cooperative optimum
@@ -411,7 +412,7 @@ def continuous_games(draw: st.DrawFn) -> ContinuousGame:
 def library_guidance_at(game: ContinuousGame, mu: Tensor) -> Tensor:
     """The library's g at the deterministic action a = mu (= E[g] = grad_mu G for any sigma,
     since g is affine in a), ``[N, k]``."""
-    g = LinearModel().guidance(mu.unsqueeze(0), game.ctx)[0]
+    g = guidance_weights(LinearModel(), mu.unsqueeze(0), game.ctx)[0]
     return g.reshape(mu.shape)
 
 

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from guidedmarl import AnalyticalModel, ConfigError, available_domains, get_domain
+from guidedmarl.guidance.weights import guidance_weights
 
 torch.set_num_threads(1)
 
@@ -146,13 +147,13 @@ def test_domain_influence_and_guidance(name: str, seed: int, steps: int, bins: A
         without = torch.stack([x - state_without(model, actions, ctx, i) for i in range(spec.num_agents)], dim=1)
         torch.testing.assert_close(z, without, **tolerance(z, without, x))
 
-    g = model.guidance(actions, ctx)
+    g = guidance_weights(model, actions, ctx)
     g = g.unsqueeze(-1) if continuous and g.dim() == 2 else g
     expected = torch.einsum("endk,ed->enk" if continuous else "end,ed->en", generic, x - x_ref)
     torch.testing.assert_close(g, expected, **tolerance(g, expected, x, x_ref))
 
     if not continuous:
-        exact = model.guidance(actions, ctx, exact_difference=True)
+        exact = guidance_weights(model, actions, ctx, exact_difference=True)
         d_all = model.distance(x, x_ref)
         change = torch.stack(
             [d_all - model.distance(state_without(model, actions, ctx, i), x_ref) for i in range(spec.num_agents)], dim=1

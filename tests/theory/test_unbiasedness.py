@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from guidedmarl.testing import AffineContext, AffineDiscreteModel, default_dtype
+from guidedmarl.guidance.weights import guidance_weights
 
 torch.set_num_threads(1)
 
@@ -135,7 +136,7 @@ def test_library_influence_and_guidance_are_the_option_effects(p: Problem) -> No
         torch.testing.assert_close(p.model.influence(actions, ctx).dense(d), chosen, **EXACT)
         x = p.model.state(actions, ctx)
         torch.testing.assert_close(x - p.ctx.x0, chosen.sum(1), **EXACT)
-        g = p.model.guidance(actions, ctx)
+        g = guidance_weights(p.model, actions, ctx)
         torch.testing.assert_close(g, torch.einsum("end,ed->en", chosen, x - p.ctx.x_ref), **EXACT)
         # x without agent i's contribution: the same one-hot with row i zeroed
         onehot = p.model.relax(actions)
@@ -144,7 +145,7 @@ def test_library_influence_and_guidance_are_the_option_effects(p: Problem) -> No
         difference = torch.stack(
             [d_all - p.model.distance(p.model.system_state(onehot * keep[i], ctx), p.ctx.x_ref) for i in range(n)], dim=1
         )
-        exact = p.model.guidance(actions, ctx, exact_difference=True)
+        exact = guidance_weights(p.model, actions, ctx, exact_difference=True)
         torch.testing.assert_close(exact, difference, **EXACT)
         torch.testing.assert_close(exact, g - 0.5 * chosen.square().sum(-1), **EXACT)
 
@@ -159,7 +160,7 @@ def test_exact_difference_estimator_is_unbiased(p: Problem) -> None:
         ctx = p.ctx.for_envs(actions.shape[0])
         prob = joint_log_prob(p.theta, actions).exp()
         torch.testing.assert_close(prob.sum(), torch.tensor(1.0), **EXACT)
-        weight = p.model.guidance(actions, ctx, exact_difference=True)
+        weight = guidance_weights(p.model, actions, ctx, exact_difference=True)
         grad = objective_gradient(p, actions)
         torch.testing.assert_close(expectation(prob, weight, score(p.theta, actions)), grad, **EXACT)
         # the full distance d(x) (REINFORCE with the guidance objective) is unbiased too: the
@@ -179,7 +180,7 @@ def test_first_order_estimator_bias_is_the_half_squared_norm_term(p: Problem) ->
         actions = all_joint_actions(n, a)
         ctx = p.ctx.for_envs(actions.shape[0])
         prob = joint_log_prob(p.theta, actions).exp()
-        first_order = expectation(prob, p.model.guidance(actions, ctx), score(p.theta, actions))
+        first_order = expectation(prob, guidance_weights(p.model, actions, ctx), score(p.theta, actions))
         bias = first_order - objective_gradient(p, actions)
         predicted = first_order_bias(p)
         torch.testing.assert_close(bias, predicted, **EXACT)
@@ -197,7 +198,7 @@ def test_first_order_estimator_is_unbiased_when_option_norms_are_equal(p: Proble
         actions = all_joint_actions(n, a)
         ctx = p.ctx.for_envs(actions.shape[0])
         prob = joint_log_prob(p.theta, actions).exp()
-        first_order = expectation(prob, p.model.guidance(actions, ctx), score(p.theta, actions))
+        first_order = expectation(prob, guidance_weights(p.model, actions, ctx), score(p.theta, actions))
         torch.testing.assert_close(first_order, objective_gradient(p, actions), **EXACT)
 
 
@@ -213,7 +214,7 @@ def test_first_order_bias_is_detected_when_option_norms_differ(p: Problem) -> No
         actions = all_joint_actions(n, a)
         ctx = p.ctx.for_envs(actions.shape[0])
         prob = joint_log_prob(p.theta, actions).exp()
-        first_order = expectation(prob, p.model.guidance(actions, ctx), score(p.theta, actions))
+        first_order = expectation(prob, guidance_weights(p.model, actions, ctx), score(p.theta, actions))
         gap = (first_order - objective_gradient(p, actions)).abs().max()
         assert gap > 1e-3 - 1e-9, gap
 
@@ -234,14 +235,14 @@ def test_monte_carlo_exact_difference_estimator_matches_the_gradient(p: Problem,
         pi = torch.softmax(p.theta, -1)
         sampled = torch.multinomial(pi, MC_SAMPLES, replacement=True, generator=gen).T  # [E, N]
         ctx = p.ctx.for_envs(MC_SAMPLES)
-        weight = p.model.guidance(sampled, ctx, exact_difference=True)
+        weight = guidance_weights(p.model, sampled, ctx, exact_difference=True)
         sample_score = torch.nn.functional.one_hot(sampled, a).to(pi.dtype) - pi  # softmax score e_a - pi
         estimate = (weight[..., None] * sample_score).mean(0)
 
         # exact mean and standard error of one sample, by enumeration
         actions = all_joint_actions(n, a)
         prob = joint_log_prob(p.theta, actions).exp()
-        terms = p.model.guidance(actions, p.ctx.for_envs(actions.shape[0]), exact_difference=True)[..., None] * score(
+        terms = guidance_weights(p.model, actions, p.ctx.for_envs(actions.shape[0]), exact_difference=True)[..., None] * score(
             p.theta, actions
         )
         mean = torch.einsum("e,ena->na", prob, terms)

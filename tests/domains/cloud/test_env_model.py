@@ -17,11 +17,12 @@ from guidedmarl import RunConfig
 from guidedmarl.analytical.layers import make_allocation_layer
 from guidedmarl.analytical.model import AnalyticalModel
 from guidedmarl.evaluation import evaluate_heuristic
-from guidedmarl.run import build
+from guidedmarl.experiment import build
 from guidedmarl_domains.cloud import CloudDomain
 from guidedmarl_domains.cloud.env import CANDIDATE_FEATURES, JOB_FEATURES
 from guidedmarl_domains.cloud.heuristics import ClusterView, LeastLoaded
 from guidedmarl_domains.cloud.model import CloudContext, CloudModel
+from guidedmarl.guidance.weights import guidance_weights
 
 torch.set_num_threads(1)
 
@@ -238,8 +239,8 @@ def test_closed_form_influence_equals_autograd_and_finite_difference(model_case)
 
 def test_closed_form_guidance_equals_generic_vjp(model_case) -> None:
     _, model, ctx, actions = model_case
-    g_closed = model.guidance(actions, ctx)
-    g_generic = _generic(model).guidance(actions, ctx)
+    g_closed = guidance_weights(model, actions, ctx)
+    g_generic = guidance_weights(_generic(model), actions, ctx)
     assert g_closed.shape == (3, 20)
     torch.testing.assert_close(g_closed, g_generic, rtol=1e-5, atol=1e-6)
     assert (g_closed[ctx.demand.sum(-1) == 0] == 0).all()  # no job, no influence
@@ -247,7 +248,7 @@ def test_closed_form_guidance_equals_generic_vjp(model_case) -> None:
 
 def test_exact_difference_guidance_is_the_exact_change_of_the_distance(model_case) -> None:
     _, model, ctx, actions = model_case
-    g = model.guidance(actions, ctx, exact_difference=True).double()
+    g = guidance_weights(model, actions, ctx, exact_difference=True).double()
     x_ref = model.reference(ctx)
     dist = model.distance(model.state(actions, ctx), x_ref).double()
     for agent in (0, 5, 13):
@@ -389,7 +390,7 @@ def test_reference_is_exogenous_and_builds_no_graph() -> None:
     model.reference_state = spy  # type: ignore[method-assign]
     try:
         for act in acts:
-            model.guidance(act, ctx)
+            guidance_weights(model, act, ctx)
     finally:
         del model.reference_state
     assert len(x_refs) == 2 and torch.equal(x_refs[0], x_refs[1])
@@ -405,12 +406,12 @@ def test_guidance_sign_on_a_hand_built_context() -> None:
     model = CloudModel(4, make_allocation_layer("waterfill"), eta=0.2, max_utilisation=1.0)
     torch.testing.assert_close(model.reference(ctx), torch.full((1, 8), 0.5))
     actions = torch.tensor([[0, 1]])  # agent 0 -> overloaded server, agent 1 -> empty server
-    g = model.guidance(actions, ctx)
+    g = guidance_weights(model, actions, ctx)
     assert g[0, 0] > 0 and g[0, 1] < 0
     # hand value: z = (2/16, 8/64) on the chosen server; x - x_ref there = 1.125 - 0.5 (agent 0)
     torch.testing.assert_close(g[0, 0], torch.tensor((1.5 + 0.125 - 0.5) * (0.125 + 0.125)))
     torch.testing.assert_close(g[0, 1], torch.tensor((0.0 + 0.125 - 0.5) * (0.125 + 0.125)))
-    torch.testing.assert_close(g, _generic(model).guidance(actions, ctx))
+    torch.testing.assert_close(g, guidance_weights(_generic(model), actions, ctx))
 
     # heterogeneous fleet: the sign follows committed utilisation against the reference
     cpu, mem = [8.0, 32.0, 16.0], [16.0, 256.0, 64.0]
@@ -420,7 +421,7 @@ def test_guidance_sign_on_a_hand_built_context() -> None:
     x_ref = model.reference(ctx).reshape(3, 2)
     util = torch.tensor(committed) / torch.tensor([cpu, mem]).T
     assert (util[0] > x_ref[0] + 0.5).all() and (util[1] < x_ref[1] - 0.1).all()
-    g = model.guidance(torch.tensor([[0, 1]]), ctx)
+    g = guidance_weights(model, torch.tensor([[0, 1]]), ctx)
     assert g[0, 0] > 0 and g[0, 1] < 0
 
 
@@ -506,7 +507,7 @@ def test_scale_smoke_n1500() -> None:
     for t in range(2):
         actions = random_actions(env, gen)
         if t == 0:
-            g = model.guidance(actions, env.model_context())
+            g = guidance_weights(model, actions, env.model_context())
             assert g.shape == (1, 1500) and torch.isfinite(g).all()
         step = env.step(actions)
         assert step.obs.shape == (1, 1500, 77) and step.reward.shape == (1,)

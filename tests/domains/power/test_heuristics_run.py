@@ -10,7 +10,7 @@ import torch
 
 from guidedmarl import RunConfig
 from guidedmarl.evaluation import evaluate_heuristic
-from guidedmarl.run import run
+from guidedmarl.experiment import run_experiment as run
 from guidedmarl_domains.power import PowerDomain
 from guidedmarl_domains.power.env import PowerEnv
 from guidedmarl_domains.power.heuristics import HEURISTICS, MeritOrder

@@ -13,6 +13,7 @@ import torch
 
 from guidedmarl.evaluation import evaluate_heuristic
 from guidedmarl_domains.power import PowerDomain
+from guidedmarl.guidance.weights import guidance_weights
 
 torch.set_num_threads(1)
 
@@ -37,7 +38,7 @@ def test_pglib_case_with_1445_generators() -> None:
     env.reset(seeds)
     ctx = env.model_context()
     actions = torch.randn(2, 1445, 1, generator=torch.Generator().manual_seed(0))
-    g = model.guidance(actions, ctx, mean_action=torch.zeros_like(actions))
+    g = guidance_weights(model, actions, ctx, mean_action=torch.zeros_like(actions))
     assert g.shape == (2, 1445) and torch.isfinite(g).all()
     # closed-form influence against autograd: d(sum of some state components)/da_i for every i
     cols = torch.arange(1000, 1445 + 3000)  # outputs of the last 445 units and 3000 lines

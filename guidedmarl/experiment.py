@@ -1,4 +1,13 @@
-"""`run`: one complete experiment (train, evaluate, write the run directory).
+"""One experiment: build the domain and trainer, train, evaluate, write the run directory.
+
+:func:`build` turns a :class:`RunConfig` into a domain and a trainer; :func:`run_experiment`
+trains it. After every ``eval.every`` training episodes the greedy policy is evaluated on
+the *validation* scenarios (the best checkpoint is chosen there) and on the *test*
+scenarios (reported); the two sets are seeded apart from each other and from training
+(:meth:`Domain.validation_seeds`, :meth:`Domain.test_seeds`). With
+``eval.validation_scenarios = 0`` the best checkpoint is chosen on the test scenarios, as
+the paper's "best checkpoint reward" does (an optimistic figure: it selects on the data it
+reports).
 
 The run directory holds:
 
@@ -6,11 +15,13 @@ The run directory holds:
   ``guidedmarl run --config DIR/config.yaml``);
 * ``metrics.csv`` and ``metrics.json``: one row per training episode (CleanRL metric names:
   ``episodic_return``, ``value_loss``, ``approx_kl``, ``clipfrac``, ``explained_variance``,
-  ``SPS``; plus ``test_reward`` on evaluation episodes), after a row for episode 0 that
-  holds the test reward of the untrained policy;
+  ``SPS``; plus ``validation_reward`` and ``test_reward`` on evaluation episodes), after a
+  row for episode 0 that holds the rewards of the untrained policy;
 * ``baselines.json``: each heuristic's reward on the same held-out scenarios;
-* ``summary.json``: best-checkpoint and final test reward (plus the final policy evaluated
-  in the other action mode: sampled if evaluation is greedy), wall-clock time;
+* ``summary.json``: the test reward of the checkpoint chosen on validation
+  (``best_test_reward``, episode ``best_episode``) and of the final policy, the test-selected
+  maximum for comparison with the paper (``best_test_reward_on_test``), the final policy in
+  the other action mode (sampled if evaluation is greedy), wall-clock time;
 * ``learning_curve.png``; ``best.pt`` / ``final.pt``: trainer checkpoints.
 """
 
@@ -29,11 +40,10 @@ import numpy as np
 import torch
 import yaml
 
-from guidedmarl.analytical.surrogates import wrap_surrogate
 from guidedmarl.config import RunConfig
 from guidedmarl.domain import Domain, get_domain
 from guidedmarl.evaluation import EvalResult, evaluate_heuristic, run_policy
-from guidedmarl.guidance.estimator import GuidedEstimator
+from guidedmarl.learners import preset_label
 from guidedmarl.plotting import plot_learning_curve
 from guidedmarl.training.trainer import Trainer
 
@@ -45,11 +55,12 @@ class RunResult:
     out: Path
     metrics: list[dict[str, float]]
     baselines: dict[str, EvalResult]
-    best_test_reward: float
+    best_test_reward: float  # test reward of the checkpoint chosen on validation
     best_episode: int
     final_test_reward: float
     final_test_reward_other_mode: float
     seconds: float
+    best_test_reward_on_test: float = float("nan")  # the maximum test reward (selected on test)
 
 
 def seed_everything(seed: int) -> None:
@@ -65,20 +76,11 @@ def build(config: RunConfig) -> tuple[Domain, Trainer]:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     domain = get_domain(config.domain).from_config(config.agents, config.domain_config)
-    use_guidance = config.algo == "dgpg"
-    model = wrap_surrogate(domain.make_model(), config.guidance.surrogate, config.seed) if use_guidance else None
-    estimator = GuidedEstimator(
-        config.guidance.alpha,
-        config.guidance.scaling,
-        enabled=use_guidance,
-        exact_difference=config.guidance.exact_difference,
-    )
     trainer = Trainer(
         domain.make_env(config.envs),
-        config.algo,
         config.ppo,
-        estimator,
-        model,
+        config.learner,
+        domain.make_model(),
         seed=config.seed,
         total_episodes=config.episodes,
     )
@@ -112,11 +114,11 @@ def _write_metrics(out: Path, metrics: list[dict[str, float]]) -> None:
     write_csv(out / "metrics.csv", metrics)
 
 
-def run(
+def run_experiment(
     config: RunConfig,
     on_episode: Callable[[int, dict[str, float]], None] | None = None,
 ) -> RunResult:
-    """Train ``config.algo`` on ``config.domain`` and write the run directory.
+    """Train the learner ``config.algo`` on ``config.domain`` and write the run directory.
 
     Args:
         config: a validated :class:`RunConfig`.
@@ -131,34 +133,47 @@ def run(
 
     test_env = domain.make_env(config.eval.test_scenarios)
     test_seeds = domain.test_seeds(config.eval.test_scenarios)
+    n_val = config.eval.validation_scenarios
+    val_env = domain.make_env(n_val) if n_val else None
+    val_seeds = domain.validation_seeds(n_val)
     baselines: dict[str, EvalResult] = {}
     if config.eval.heuristics:
         for name, factory in domain.heuristics().items():
             baselines[name] = evaluate_heuristic(factory, test_env, test_seeds, seed=config.seed)
         (out / "baselines.json").write_text(json.dumps({k: v.as_dict() for k, v in baselines.items()}, indent=1))
 
-    def evaluate() -> EvalResult:
-        return run_policy(test_env, test_seeds, lambda s: trainer.act(s, config.eval.deterministic))
+    def act(step: Any) -> Any:
+        return trainer.act(step, config.eval.deterministic)
+
+    def evaluate(row: dict[str, float]) -> tuple[float, float]:
+        """(selection score, test reward) of the current policy; fills ``row``."""
+        test = run_policy(test_env, test_seeds, act)
+        row["test_reward"], row["test_reward_std"] = test.mean, test.std
+        for k, v in test.info.items():
+            row[f"test_{k}"] = v
+        if val_env is None:
+            return test.mean, test.mean
+        val = run_policy(val_env, val_seeds, act)
+        row["validation_reward"] = val.mean
+        return val.mean, test.mean
 
     # episode 0: the untrained policy, so that curves start where learning starts
-    initial = evaluate()
-    metrics: list[dict[str, float]] = [{"episode": 0.0, "test_reward": initial.mean, "test_reward_std": initial.std}]
-    best, best_episode, final = -float("inf"), -1, float("nan")
+    first: dict[str, float] = {"episode": 0.0}
+    evaluate(first)
+    metrics: list[dict[str, float]] = [first]
+    best_score, best_test, best_episode, final = -float("inf"), float("nan"), -1, float("nan")
+    max_test = -float("inf")
     for episode in range(config.episodes):
         row: dict[str, float] = {"episode": float(episode + 1)}
         row.update(trainer.train_episode(domain.train_seeds(episode, config.envs, config.seed)))
         last = episode + 1 == config.episodes
         if (episode + 1) % config.eval.every == 0 or last:
             t0 = time.perf_counter()
-            result = evaluate()
-            row["test_reward"] = result.mean
-            row["test_reward_std"] = result.std
+            score, final = evaluate(row)
             row["eval_seconds"] = time.perf_counter() - t0
-            for k, v in result.info.items():
-                row[f"test_{k}"] = v
-            final = result.mean
-            if result.mean > best:
-                best, best_episode = result.mean, episode + 1
+            max_test = max(max_test, final)
+            if score > best_score:
+                best_score, best_test, best_episode = score, final, episode + 1
                 torch.save(trainer.state_dict(), out / "best.pt")
         metrics.append(row)
         _write_metrics(out, metrics)
@@ -176,9 +191,12 @@ def run(
         "agents": domain.num_agents,
         "episodes": config.episodes,
         "seed": config.seed,
-        "initial_test_reward": initial.mean,
-        "best_test_reward": best,
+        "initial_test_reward": first["test_reward"],
+        "selection": "validation" if val_env is not None else "test",
+        "best_validation_reward": best_score if val_env is not None else None,
+        "best_test_reward": best_test,
         "best_episode": best_episode,
+        "best_test_reward_on_test": max_test,
         "final_test_reward": final,
         "evaluation_mode": "greedy" if config.eval.deterministic else "sampled",
         "final_test_reward_other_mode": other,
@@ -191,6 +209,6 @@ def run(
         metrics,
         plot_baselines,
         out / "learning_curve.png",
-        f"{config.algo.upper()} on {config.domain}, N = {domain.num_agents}, seed {config.seed}",
+        f"{preset_label(config.algo)} on {config.domain}, N = {domain.num_agents}, seed {config.seed}",
     )
-    return RunResult(out, metrics, baselines, best, best_episode, final, other, seconds)
+    return RunResult(out, metrics, baselines, best_test, best_episode, final, other, seconds, max_test)

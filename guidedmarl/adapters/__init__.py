@@ -1,0 +1,1 @@
+"""Adapters between guidedmarl environments and other ecosystems (PettingZoo)."""

@@ -1,0 +1,168 @@
+"""`rollout`: the one loop that plays policies in a batched environment.
+
+Training, evaluation and every study play episodes through :func:`rollout`. What each of
+them needs to keep from a step (observations for the update, guidance weights for the
+estimator, score functions for a variance study) comes from **hooks**: named functions
+called at every step with a :class:`StepView` (the pre-action observation, the chosen
+actions, the policy's outputs) that return tensors to record. The loop stacks what they
+return over time, times each hook, checks the environment's reward, and sums the
+episode's return in float64.
+
+The loop is a plain ``for t in range(steps)``: every environment of a batch shares the
+horizon, so no per-environment bookkeeping is needed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from guidedmarl.env import MultiAgentVecEnv, Step
+from guidedmarl.errors import DomainError, TrainingError
+
+
+@dataclass
+class Action:
+    """What a policy returns for one step.
+
+    Attributes:
+        actions: ``[E, N]`` long (discrete) or ``[E, N, action_dim]`` float.
+        log_prob: ``[E, N]`` log-probabilities of the actions (stochastic policies).
+        mean: ``[E, N, action_dim]`` policy means (continuous policies).
+    """
+
+    actions: Tensor
+    log_prob: Tensor | None = None
+    mean: Tensor | None = None
+
+
+@dataclass
+class StepView:
+    """One step as a hook sees it: before ``env.step(actions)`` is called."""
+
+    t: int
+    step: Step
+    action: Action
+    env: MultiAgentVecEnv
+    _context: Any = None
+    _has_context: bool = False
+
+    @property
+    def actions(self) -> Tensor:
+        return self.action.actions
+
+    def context(self) -> Any:
+        """``env.model_context()`` before this step's actions, computed at most once."""
+        if not self._has_context:
+            self._context, self._has_context = self.env.model_context(), True
+        return self._context
+
+
+Hook = Callable[[StepView], Mapping[str, Tensor] | None]
+Policy = Callable[[Step], Action | Tensor]
+
+
+@dataclass
+class Trajectory:
+    """What :func:`rollout` returns.
+
+    Attributes:
+        records: every hook's tensors stacked over time, ``[T, ...]`` per key.
+        rewards: ``[T, E]`` team rewards as the environment returned them.
+        returns: ``[E]`` float64 episodic return (sum of the rewards, in step order).
+        info: per-step diagnostics of the environment, a list over time of ``[E]`` tensors per key.
+        seconds: time spent in each hook (and ``policy`` and ``env``), seconds.
+        final: the last step returned by the environment.
+    """
+
+    records: dict[str, Tensor]
+    rewards: Tensor
+    returns: Tensor
+    info: dict[str, list[Tensor]]
+    seconds: dict[str, float] = field(default_factory=dict)
+    final: Step | None = None
+
+    def info_means(self) -> dict[str, float]:
+        """Each diagnostic averaged over environments, then over steps (float64)."""
+        out: dict[str, float] = {}
+        for key, values in self.info.items():
+            total = values[0].to(torch.float64)
+            for v in values[1:]:
+                total = total + v.to(torch.float64)
+            out[key] = float(total.mean()) / len(values)
+        return out
+
+
+def _check_step(env: MultiAgentVecEnv, step: Step, where: str) -> None:
+    e, n = env.num_envs, env.spec.num_agents
+    name = type(env).__name__
+    if tuple(step.obs.shape) != (e, n, env.spec.obs_dim):
+        raise DomainError(f"{name}.{where}: obs must have shape [E, N, obs_dim] = {[e, n, env.spec.obs_dim]}, "
+                          f"got {list(step.obs.shape)}")
+    if tuple(step.active.shape) != (e, n) or step.active.dtype != torch.bool:
+        raise DomainError(f"{name}.{where}: active must be a bool tensor of shape [E, N] = {[e, n]}, "
+                          f"got {step.active.dtype} {list(step.active.shape)}")
+    if tuple(step.reward.shape) != (e,):
+        raise DomainError(f"{name}.{where}: reward must have shape [E] = [{e}], got {list(step.reward.shape)}")
+
+
+def rollout(
+    env: MultiAgentVecEnv,
+    policy: Policy,
+    seeds: list[int],
+    hooks: Mapping[str, Hook] | None = None,
+    steps: int | None = None,
+) -> Trajectory:
+    """Play ``steps`` steps (default: the horizon) of one episode per seed.
+
+    Args:
+        env: the environments (``len(seeds)`` must equal ``env.num_envs``).
+        policy: maps a step to an :class:`Action` (or a bare action tensor).
+        seeds: one scenario seed per environment.
+        hooks: named functions called at every step before ``env.step``; their returned
+            tensors are recorded under their own keys (keys must not clash).
+        steps: how many steps (at most the horizon).
+    """
+    if len(seeds) != env.num_envs:
+        raise ValueError(f"{len(seeds)} seeds for a batch of {env.num_envs} environments")
+    horizon = env.spec.horizon if steps is None else min(steps, env.spec.horizon)
+    hooks = dict(hooks or {})
+    seconds = {name: 0.0 for name in ("policy", "env", *hooks)}
+    buffers: dict[str, list[Tensor]] = {}
+    rewards: list[Tensor] = []
+    info: dict[str, list[Tensor]] = {}
+    step = env.reset(seeds)
+    _check_step(env, step, "reset")
+    returns = torch.zeros(env.num_envs, dtype=torch.float64)
+    for t in range(horizon):
+        t0 = time.perf_counter()
+        out = policy(step)
+        action = out if isinstance(out, Action) else Action(out)
+        seconds["policy"] += time.perf_counter() - t0
+        view = StepView(t, step, action, env)
+        for name, hook in hooks.items():
+            t0 = time.perf_counter()
+            recorded = hook(view)
+            seconds[name] += time.perf_counter() - t0
+            for key, value in (recorded or {}).items():
+                buffers.setdefault(key, []).append(value)
+        t0 = time.perf_counter()
+        step = env.step(action.actions)
+        seconds["env"] += time.perf_counter() - t0
+        _check_step(env, step, "step")
+        if not torch.isfinite(step.reward).all():
+            raise TrainingError(
+                f"{type(env).__name__}.step returned a NaN or infinite reward at step {t} "
+                f"(environments {torch.nonzero(~torch.isfinite(step.reward)).flatten().tolist()[:8]})"
+            )
+        rewards.append(step.reward)
+        returns += step.reward.to(torch.float64)
+        for key, value in step.info.items():
+            info.setdefault(key, []).append(value)
+    records = {key: torch.stack(values) for key, values in buffers.items()}
+    return Trajectory(records, torch.stack(rewards), returns, info, seconds, step)
