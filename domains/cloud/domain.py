@@ -39,6 +39,8 @@ class CloudDomain(Domain):
     description = "job dispatchers over heterogeneous cloud servers; reference = load-balancing QP"
     settings_model = CloudSettings
     plot_baselines = ("best_fit", "best_fit_simultaneous", "least_loaded", "round_robin", "random")
+    floor_heuristic = "random"
+    target_heuristic = "best_fit"
 
     def __init__(self, num_agents: int, settings: CloudSettings) -> None:  # type: ignore[override]
         super().__init__(num_agents, settings)

@@ -32,6 +32,8 @@ class PowerDomain(Domain):
     description = "generators dispatching a day of demand on an IEEE/PGLib network; reference = DC-OPF"
     settings_model = PowerSettings
     plot_baselines = ("reference", "merit_order", "proportional", "random")
+    floor_heuristic = "random"
+    target_heuristic = "reference"
 
     @classmethod
     def resolve_agents(cls, requested: int | None, settings: BaseModel) -> int:
