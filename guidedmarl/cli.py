@@ -61,6 +61,9 @@ def run(
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML or TOML settings file")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set ppo.learning_rate=1e-3")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    plugin: Annotated[
+        Optional[list[str]], typer.Option(help="import a module or .py file first (it may register estimators, ...)")
+    ] = None,
     debug: Annotated[bool, typer.Option(help="show the traceback of an error")] = False,
 ) -> None:
     """Train one learner on one domain; write config, metrics (CSV, JSON) and a learning curve."""
@@ -69,7 +72,7 @@ def run(
     try:
         data: dict[str, Any] = load_settings(config, set_)
         flags = {"domain": domain, "algo": algo, "agents": agents, "episodes": episodes, "seed": seed}
-        flags |= {"out": out, "envs": envs, "threads": threads}
+        flags |= {"out": out, "envs": envs, "threads": threads, "plugins": plugin}
         data = deep_merge(data, {k: v for k, v in flags.items() if v is not None})
         if "out" not in data:
             cfg0 = build_config(data, "options")

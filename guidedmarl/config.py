@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from guidedmarl.errors import ConfigError
 from guidedmarl.learners import PRESETS, LearnerConfig, resolve_learner
-from guidedmarl.registry import did_you_mean
+from guidedmarl.registry import did_you_mean, load_module
 
 
 class _Strict(BaseModel):
@@ -65,6 +65,11 @@ class EvalConfig(_Strict):
 class RunConfig(_Strict):
     """One training run: ``guidedmarl run`` builds exactly this."""
 
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="modules or .py files imported before anything else (they may register estimators, "
+        "critics, presets, domains); recorded so that the saved config runs again",
+    )
     domain: str = Field(
         min_length=1,
         description="registered domain name (see `guidedmarl domains`), or module:Class / path/to/file.py:Class",
@@ -99,6 +104,11 @@ class RunConfig(_Strict):
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        plugins = data.get("plugins") or []
+        if isinstance(plugins, list):
+            for target in plugins:
+                if isinstance(target, str):
+                    load_module(target)
         algo = data.get("algo", "dgpg")
         legacy = data.pop("guidance", None)
         if not isinstance(algo, str) or algo not in PRESETS:

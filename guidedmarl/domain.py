@@ -19,12 +19,8 @@ The core never imports a domain package; it only loads what the entry points nam
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -34,7 +30,7 @@ from guidedmarl.analytical.model import AnalyticalModel
 from guidedmarl.config import format_validation_error
 from guidedmarl.env import MultiAgentVecEnv, Step
 from guidedmarl.errors import ConfigError
-from guidedmarl.registry import Registry
+from guidedmarl.registry import Registry, load_module
 
 ENTRY_POINT_GROUP = "guidedmarl.domains"
 TEST_SEED_BASE = 2**31 - 2**20
@@ -162,22 +158,9 @@ def _load_reference(ref: str) -> type[Domain]:
     """``module:Class`` or ``path/to/file.py:Class`` -> the class (not registered)."""
     target, _, attr = ref.rpartition(":")
     try:
-        if target.endswith(".py"):
-            path = Path(target)
-            if not path.is_file():
-                raise ConfigError(f"domain file not found: {path}")
-            name = f"guidedmarl_user_domain_{abs(hash(str(path.resolve())))}"
-            spec = importlib.util.spec_from_file_location(name, path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-    except ConfigError:
-        raise
-    except Exception as exc:  # the user's module failed to import
-        raise ConfigError(f"domain '{ref}': cannot import {target}: {exc!r}") from exc
+        module = load_module(target)
+    except ConfigError as exc:
+        raise ConfigError(f"domain '{ref}': {exc}") from None
     cls = getattr(module, attr, None)
     if cls is None:
         raise ConfigError(f"domain '{ref}': {target} has no attribute '{attr}'")

@@ -19,8 +19,13 @@ suggests the closest name.
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 from guidedmarl.errors import ConfigError
@@ -32,6 +37,38 @@ def did_you_mean(name: str, known: list[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``known``, or an empty string."""
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def load_module(target: str) -> ModuleType:
+    """Import ``target``: a module name (``my_pkg.mod``) or a Python file (``path/to/file.py``).
+
+    Importing a plug-in module runs its registrations (``register_estimator(...)`` etc.), so
+    ``guidedmarl run --plugin FILE`` makes what the file defines available by name. A file is
+    imported once per path. Failures are a :class:`ConfigError` naming the target.
+    """
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            if not path.is_file():
+                raise ConfigError(f"plug-in file not found: {path}")
+            name = f"guidedmarl_plugin_{path.resolve().stem}_{abs(hash(str(path.resolve())))}"
+            if name in sys.modules:
+                return sys.modules[name]
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+            return module
+        return importlib.import_module(target)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the user's module failed to import
+        raise ConfigError(f"cannot import {target}: {exc!r}") from exc
 
 
 class Registry(Generic[T]):

@@ -62,6 +62,8 @@ class CloudDomain(Domain):
             layer=make_allocation_layer(s.reference_layer),
             eta=s.reference_eta,
             max_utilisation=s.reference_max_utilisation,
+            potential=s.potential,
+            overload_penalty=s.overload_penalty,
         )
 
     def heuristics(self) -> dict[str, Callable[[], HeuristicPolicy]]:

@@ -66,6 +66,7 @@ class CloudEnv(MultiAgentVecEnv):
             horizon=settings.horizon,
             action_kind="discrete",
             num_actions=k,
+            mean_field_features=2 * k,
         )
         self.sim = ClusterSimulator(fleet.cpu, fleet.mem, num_envs)
         self.scenario: Scenario | None = None
@@ -120,6 +121,24 @@ class CloudEnv(MultiAgentVecEnv):
             demand=torch.stack([jobs.cpu, jobs.mem], dim=-1),
             offered=sc.offered_load[:, self._index()],
         )
+
+    def mean_field(self, actions: Tensor, active: Tensor) -> Tensor:
+        """What the other dispatchers send to each of agent i's candidates this step: ``[E, N, 2K]``.
+
+        For candidate server k of agent i and resource r, the demand the *other* active
+        agents dispatch to that server now, over its capacity (the utilisation they add):
+        the mean-field critic's view of its neighbours (the agents that share its servers).
+        """
+        jobs = self.current_jobs()
+        e, (n, k) = self.num_envs, self.candidates.shape
+        demand = torch.stack([jobs.cpu, jobs.mem], dim=-1) * active.unsqueeze(-1)  # [E, N, 2]
+        server = self.candidates.unsqueeze(0).expand(e, -1, -1).gather(2, actions.long().unsqueeze(-1)).squeeze(-1)
+        added = torch.zeros(e, self.fleet.num_servers, 2).index_put_(
+            (torch.arange(e).unsqueeze(1).expand(e, n), server), demand, accumulate=True
+        )
+        at_candidates = added[:, self.candidates]  # [E, N, K, 2]
+        own = torch.nn.functional.one_hot(actions.long(), k).unsqueeze(-1) * demand.unsqueeze(2)  # [E, N, K, 2]
+        return ((at_candidates - own) / self.capacity[self.candidates]).reshape(e, n, 2 * k)
 
     def step(self, actions: Tensor) -> Step:
         self._require_scenario()

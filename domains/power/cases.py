@@ -46,6 +46,8 @@ from pypower import idx_brch, idx_bus, idx_cost, idx_gen
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from guidedmarl.errors import ConfigError
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
@@ -66,7 +68,7 @@ FIXED_RANGE_MW = 1e-6
 """A generator with PMAX - PMIN below this (MW) is a fixed injection, not an agent."""
 
 
-class CaseError(ValueError):
+class CaseError(ConfigError):
     """A case that cannot be found or used; the message says which and why."""
 
 

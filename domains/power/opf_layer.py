@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .cases import FloatArray
-from .reference import DispatchProgram, DispatchSolverError
+from .program import DispatchProgram, DispatchSolverError
 
 if TYPE_CHECKING:
     from cvxpylayers.torch import CvxpyLayer

@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .cases import FloatArray
-from .reference import DispatchProgram, DispatchSolverError
+from .program import DispatchProgram, DispatchSolverError
 
 MAX_ROUNDS = 50
 LINE_TOL = 1e-7

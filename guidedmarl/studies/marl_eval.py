@@ -39,6 +39,8 @@ with ``strict=False``). The absolute metric covers each run's whole budget eithe
 
 from __future__ import annotations
 
+from guidedmarl.errors import StudyError
+
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -49,7 +51,7 @@ STEP_KEY = re.compile(r"^step_(\d+)$")
 ABSOLUTE_KEY = "absolute_metrics"
 
 
-class MarlEvalFormatError(ValueError):
+class MarlEvalFormatError(StudyError, ValueError):
     """Data that marl-eval cannot read; the message lists every problem with its key path."""
 
 

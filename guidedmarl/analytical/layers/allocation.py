@@ -22,6 +22,8 @@ backends implement :meth:`AllocationLayer._solve` and are registered in
 
 from __future__ import annotations
 
+from guidedmarl.errors import SolverError
+
 import abc
 from typing import Any
 
@@ -40,7 +42,7 @@ __all__ = [
 _MAX_LISTED_INDICES = 8
 
 
-class InfeasibleProgramError(ValueError):
+class InfeasibleProgramError(SolverError, ValueError):
     """Raised when ``sum(lower) > total`` or ``total > sum(upper)`` for some instance.
 
     Attributes:

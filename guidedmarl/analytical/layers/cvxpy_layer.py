@@ -43,6 +43,8 @@ whole batch, so inputs are validated first and any remaining failure is re-raise
 
 from __future__ import annotations
 
+from guidedmarl.errors import SolverError
+
 import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -65,7 +67,7 @@ _SOLVE_METHODS: tuple[str, ...] = ("SCS", "Clarabel")
 _ARRAY_COPY_WARNING = r"__array__ implementation doesn't accept a copy keyword"
 
 
-class AllocationSolverError(RuntimeError):
+class AllocationSolverError(SolverError):
     """The conic solver failed on inputs that passed validation (e.g. iteration limit)."""
 
 
