@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,9 +14,12 @@ from guidedmarl_domains.cloud.heuristics import (
     HEURISTICS,
     BestFit,
     ClusterView,
+    HeadroomRandom,
     Heuristic,
     Jobs,
     LeastLoaded,
+    LeastLoadedFit,
+    PowerOfD,
     RandomDispatch,
     RoundRobin,
     SimultaneousBestFit,
@@ -69,7 +74,17 @@ def random_case(seed: int, e: int = 3, n: int = 40, m: int = 15, k: int = 4):
 
 # --------------------------------------------------------------------------- generic
 def test_registry() -> None:
-    assert set(HEURISTICS) == {"random", "round_robin", "least_loaded", "best_fit", "best_fit_simultaneous"}
+    assert set(HEURISTICS) == {
+        "random",
+        "round_robin",
+        "least_loaded",
+        "best_fit",
+        "best_fit_simultaneous",
+        "headroom_random",
+        "power_of_two",
+        "least_loaded_fit",
+    }
+    assert HEURISTICS["power_of_two"]().d == 2
     for cls in HEURISTICS.values():
         assert issubclass(cls, Heuristic)
 
@@ -270,3 +285,241 @@ def test_simultaneous_best_fit_decides_without_seeing_the_step() -> None:
     bf = BestFit()
     bf.reset(1, 4, gen())
     assert sim_bf(view, single)[0, 0] == bf(view, single)[0, 0]
+
+
+# --------------------------------------------------------------------------- decentralised rules
+NEW_RULES = ("headroom_random", "power_of_two", "least_loaded_fit")
+FIT_RULES = ("headroom_random", "least_loaded_fit")
+RANDOM_RULES = ("headroom_random", "power_of_two")
+
+
+def after_placement(view: ClusterView, jobs: Jobs) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[E, N, K]`` (fits, utilisation after placement) straight from the definitions, float64."""
+    cap = view.capacity.double()[view.candidates]  # [N, K, 2]
+    after = (view.running + view.queued).double()[:, view.candidates] + torch.stack(
+        [jobs.cpu, jobs.mem], dim=-1
+    ).double().unsqueeze(2)
+    return (after <= cap).all(dim=-1), (after / cap).amax(dim=-1)
+
+
+@pytest.mark.parametrize("name", NEW_RULES)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 8))
+@settings(max_examples=25, deadline=None)
+def test_new_rules_give_int64_indices_in_range(name: str, seed: int, k: int) -> None:
+    view, jobs = random_case(seed, e=2, n=30, m=10, k=k)
+    h = HEURISTICS[name]()
+    h.reset(2, 30, gen(seed))
+    act = h(view, jobs)
+    assert act.dtype == torch.int64 and act.shape == (2, 30)
+    assert int(act.min()) >= 0 and int(act.max()) < min(k, 10)
+
+
+@pytest.mark.parametrize("name", FIT_RULES)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 6))
+@settings(max_examples=40, deadline=None)
+def test_fit_rules_never_choose_a_misfit_when_a_fit_exists(name: str, seed: int, k: int) -> None:
+    view, jobs = random_case(seed, e=3, n=30, m=10, k=k)
+    h = HEURISTICS[name]()
+    h.reset(3, 30, gen(seed))
+    act = h(view, jobs)
+    fits, _ = after_placement(view, jobs)
+    chosen_fits = fits.gather(-1, act.unsqueeze(-1)).squeeze(-1)
+    assert bool((chosen_fits | ~fits.any(dim=-1)).all())
+
+
+def test_fit_property_is_discriminating_on_these_cases() -> None:
+    # The property above is not vacuous on random_case: many agents have both fitting and
+    # non-fitting candidates, and ranking by utilisation *before* the job (LeastLoaded)
+    # violates it for some of them.
+    mixed = violations = 0
+    for seed in range(10):
+        view, jobs = random_case(seed, e=3, n=30, m=10, k=4)
+        fits, _ = after_placement(view, jobs)
+        mixed += int((fits.any(dim=-1) & ~fits.all(dim=-1)).sum())
+        act = LeastLoaded()(view, jobs)
+        chosen = fits.gather(-1, act.unsqueeze(-1)).squeeze(-1)
+        violations += int((~chosen & fits.any(dim=-1)).sum())
+    assert mixed > 100 and violations > 0
+
+
+def reference_least_loaded_fit(view: ClusterView, jobs: Jobs) -> torch.Tensor:
+    """Literal per-agent loop of the documented rule (fit first, then lowest index on ties)."""
+    cap = view.capacity.double()
+    e_, n_ = jobs.active.shape
+    out = torch.zeros(e_, n_, dtype=torch.long)
+    for e in range(e_):
+        committed = (view.running[e] + view.queued[e]).double()
+        for n in range(n_):
+            d = torch.tensor([float(jobs.cpu[e, n]), float(jobs.mem[e, n])], dtype=torch.float64)
+            scored = []
+            for i, s in enumerate(view.candidates[n].tolist()):
+                after = committed[s] + d
+                scored.append((not bool((after <= cap[s]).all()), float((after / cap[s]).max()), i))
+            out[e, n] = min(scored)[2]  # fits first, then utilisation, then index
+    return out
+
+
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 6))
+@settings(max_examples=30, deadline=None)
+def test_least_loaded_fit_matches_reference(seed: int, k: int) -> None:
+    view, jobs = random_case(seed, e=2, n=25, m=10, k=k)
+    assert torch.equal(LeastLoadedFit()(view, jobs), reference_least_loaded_fit(view, jobs))
+
+
+def test_least_loaded_fit_counts_the_job_unlike_least_loaded() -> None:
+    # s0 4 vCPU at 50 % (2 vCPU free), s1 16 vCPU at 62.5 % (6 vCPU free); a 3-vCPU job fits s1
+    # only. LeastLoaded takes the emptier s0, LeastLoadedFit s1 (after: 5/4 vs 13/16). With a
+    # 1-vCPU job both fit: after 3/4 vs 11/16, s1 again; with 0.5 vCPU, 5/8 = 0.625 vs 10.5/16
+    # = 0.656, s0. Third agent (candidates s1, s0): an 8-vCPU job fits nowhere; the least
+    # overload after placement is s1 (18/16 < 10/4), its candidate index 0.
+    view = view_of([4.0, 16.0], [64.0, 64.0], [[[2.0, 1.0], [10.0, 1.0]]], None, [[0, 1], [0, 1], [1, 0], [0, 1]])
+    jobs = jobs_of([[(3.0, 1.0), (1.0, 1.0), (8.0, 1.0), (0.5, 1.0)]])
+    assert LeastLoaded()(view, jobs)[0].tolist() == [0, 0, 1, 0]
+    assert LeastLoadedFit()(view, jobs)[0].tolist() == [1, 1, 0, 0]
+
+
+def test_headroom_random_exact_fit_and_overload_fallbacks() -> None:
+    # Candidates s0 (4 vCPU / 8 GiB), s1 (8 / 16), s2 (8 / 16); job 2 vCPU, 2 GiB.
+    # Agent 0: s0 committed 2 vCPU -> exactly full after the job (headroom 0), s1 and s2 do not
+    # fit: the exact fit is the only fitting candidate and must be taken, every time.
+    # Agent 1 (3.5 vCPU): nothing fits; after placement s0 5.5/4, s1 10.5/8, s2 11.5/8: the
+    # least relative overload is s1 (although s0 has the least absolute overload, 1.5 vCPU).
+    view = view_of(
+        [4.0, 8.0, 8.0],
+        [8.0, 16.0, 16.0],
+        [[[2.0, 0.0], [7.0, 0.0], [8.0, 0.0]]],
+        None,
+        [[1, 0, 2], [2, 1, 0]],
+    )
+    exact = jobs_of([[(2.0, 2.0), None]])
+    over = jobs_of([[None, (3.5, 2.0)]])
+    hr = HeadroomRandom()
+    hr.reset(1, 2, gen(5))
+    for _ in range(20):
+        assert hr(view, exact)[0, 0] == 1
+        assert hr(view, over)[0, 1] == 1
+
+
+def headroom_frequency_case(envs: int) -> tuple[ClusterView, Jobs, list[list[float]]]:
+    """Two agents on five servers, the same state in every environment, and the documented
+    choice probabilities of each agent per candidate index.
+
+    Servers (vCPU / GiB capacity, committed): s0 4/8 (1, 2), s1 8/16 (5, 2), s2 16/64 (1, 54),
+    s3 4/8 (3, 6), s4 8/32 (8, 0). Agent 0 (candidates s0..s4, job 1 vCPU, 2 GiB): headroom
+    after placement 1/2, 1/4, 1/8, 0 (exact fit), -1/8 (misfit) -> probabilities 4/7, 2/7,
+    1/7, 0, 0. Agent 1 (candidates s4, s2, s0, s3, s1, job 2 vCPU, 2 GiB): -1/4, 1/8, 1/4,
+    -1/4, 1/8 -> 0, 1/4, 1/2, 0, 1/4.
+    """
+    cpu = [4.0, 8.0, 16.0, 4.0, 8.0]
+    mem = [8.0, 16.0, 64.0, 8.0, 32.0]
+    committed = [[1.0, 2.0], [5.0, 2.0], [1.0, 54.0], [3.0, 6.0], [8.0, 0.0]]
+    view = view_of(cpu, mem, [committed] * envs, None, [[0, 1, 2, 3, 4], [4, 2, 0, 3, 1]])
+    jobs = jobs_of([[(1.0, 2.0), (2.0, 2.0)]] * envs)
+    return view, jobs, [[4 / 7, 2 / 7, 1 / 7, 0.0, 0.0], [0.0, 0.25, 0.5, 0.0, 0.25]]
+
+
+def test_headroom_random_frequencies_match_the_headroom_weights() -> None:
+    envs = 20_000
+    view, jobs, expected = headroom_frequency_case(envs)
+    expected_t = torch.tensor(expected, dtype=torch.float64)
+    hr = HeadroomRandom()
+    hr.reset(envs, 2, gen(2024))
+    act = hr(view, jobs)  # [envs, 2]: 20 000 independent draws per agent
+    freq = torch.stack([torch.bincount(act[:, i], minlength=5).double() / envs for i in range(2)])
+    # zero-weight candidates (misfits, exact fits) are never drawn
+    assert bool((freq[expected_t == 0] == 0).all())
+    # binomial standard deviation of a frequency is at most sqrt(1/4 / envs) = 0.0035; allow 6 of them
+    tol = 6 * math.sqrt(0.25 / envs)
+    assert float((freq - expected_t).abs().max()) < tol
+    # The tolerance separates the rule from plausible wrong ones by far: uniform over the
+    # candidates with positive headroom, headroom before placement (agent 0: s3 then has
+    # 1/4 > 0), and headroom squared, each differ from the expected probabilities by > 4 tol.
+    uniform = torch.tensor([[1 / 3, 1 / 3, 1 / 3, 0, 0], [0, 1 / 3, 1 / 3, 0, 1 / 3]], dtype=torch.float64)
+    before = torch.tensor([[0.75, 0.375, 0.15625, 0.25, 0.0]], dtype=torch.float64)
+    squared = expected_t**2
+    for wrong in (uniform, before / before.sum(), squared / squared.sum(dim=1, keepdim=True)):
+        assert float((wrong - expected_t[: wrong.shape[0]]).abs().max()) > 4 * tol
+
+
+def small_power_case(envs: int) -> tuple[ClusterView, Jobs]:
+    """Four equal servers (8 vCPU / 16 GiB) with 0, 1, 2, 3 vCPU committed, two agents with the
+    candidates in different orders, 1-vCPU jobs: utilisation after placement 1/8 .. 4/8."""
+    running = [[[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]]] * envs
+    view = view_of([8.0] * 4, [16.0] * 4, running, None, [[0, 1, 2, 3], [3, 1, 0, 2]])
+    return view, jobs_of([[(1.0, 1.0), (1.0, 1.0)]] * envs)
+
+
+def test_power_of_two_rank_frequencies() -> None:
+    # d = 2 distinct uniform samples out of K = 4 with distinct utilisations: the i-th least
+    # utilised (i = 0..3) wins with probability (3 - i) / 6, so the worst never. Sampling with
+    # replacement would pick the worst with probability 1/16 = 0.0625, uniform choice 1/4.
+    envs = 20_000
+    view, jobs = small_power_case(envs)
+    p2 = PowerOfD(2)
+    p2.reset(envs, 2, gen(11))
+    server = view.candidates[torch.arange(2), p2(view, jobs)]  # [envs, 2]; server index = rank here
+    tol = 6 * math.sqrt(0.25 / envs)
+    for i in range(2):
+        freq = torch.bincount(server[:, i], minlength=4).double() / envs
+        assert freq[3] == 0
+        assert float((freq - torch.tensor([3 / 6, 2 / 6, 1 / 6, 0.0], dtype=torch.float64)).abs().max()) < tol
+    # d = 1 is uniform
+    p1 = PowerOfD(1)
+    p1.reset(envs, 2, gen(11))
+    freq = torch.bincount(p1(view, jobs).reshape(-1), minlength=4).double() / (2 * envs)
+    assert float((freq - 0.25).abs().max()) < tol
+
+
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 6), d=st.integers(1, 8))
+@settings(max_examples=40, deadline=None)
+def test_power_of_d_chooses_the_better_of_its_samples(seed: int, k: int, d: int) -> None:
+    view, jobs = random_case(seed, e=2, n=30, m=10, k=k)
+    sampler, rule = PowerOfD(d), PowerOfD(d)
+    sampler.reset(2, 30, gen(seed))
+    rule.reset(2, 30, gen(seed))  # same stream: rule draws the samples sampler shows
+    picks = sampler.sample(view, jobs)
+    act = rule(view, jobs)
+    assert picks.shape == (2, 30, min(d, k)) and picks.dtype == torch.int64
+    # distinct candidates
+    assert bool((picks.sort(dim=-1).values.diff(dim=-1) > 0).all())
+    _, util = after_placement(view, jobs)
+    sampled_util = util.gather(-1, picks)
+    chosen_util = util.gather(-1, act.unsqueeze(-1)).squeeze(-1)
+    assert bool((picks == act.unsqueeze(-1)).any(dim=-1).all())  # one of the samples
+    assert torch.equal(chosen_util, sampled_util.amin(dim=-1))  # the least utilised of them
+    first_best = picks.gather(-1, sampled_util.argmin(dim=-1, keepdim=True)).squeeze(-1)
+    assert torch.equal(act, first_best)  # ties: the first sampled
+    if d >= k:  # every candidate sampled: the least utilisation after placement overall
+        assert torch.equal(chosen_util, util.amin(dim=-1))
+
+
+def test_power_of_d_rejects_bad_d() -> None:
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError):
+            PowerOfD(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", RANDOM_RULES)
+def test_random_rules_reproducible_from_the_reset_generator(name: str) -> None:
+    cases = [random_case(seed, e=4, n=200, m=30, k=6) for seed in range(3)]
+    a, b, c = HEURISTICS[name](), HEURISTICS[name](), HEURISTICS[name]()
+    a.reset(4, 200, gen(7))
+    b.reset(4, 200, gen(7))
+    c.reset(4, 200, gen(8))
+    torch.manual_seed(0)  # the global generator must not matter
+    first = [a(view, jobs) for view, jobs in cases]
+    torch.manual_seed(1)
+    second = [b(view, jobs) for view, jobs in cases]
+    other = [c(view, jobs) for view, jobs in cases]
+    assert all(torch.equal(x, y) for x, y in zip(first, second))
+    assert not all(torch.equal(x, y) for x, y in zip(first, other))
+    # a new reset with the same seed replays the episode
+    a.reset(4, 200, gen(7))
+    assert all(torch.equal(a(view, jobs), x) for (view, jobs), x in zip(cases, first))
+
+
+@pytest.mark.parametrize("name", RANDOM_RULES)
+def test_random_rules_need_reset(name: str) -> None:
+    view, jobs = random_case(0)
+    with pytest.raises(RuntimeError):
+        HEURISTICS[name]()(view, jobs)
