@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from guidedmarl.errors import ConfigError
-from guidedmarl.learners import PRESETS, LearnerConfig, resolve_learner
+from guidedmarl.learners import PRESETS, LearnerConfig, check_preset_kinds, resolve_learner
 from guidedmarl.registry import did_you_mean, load_module
 
 
@@ -124,8 +124,16 @@ class RunConfig(_Strict):
             if legacy.get("exact_difference"):
                 old["weight"] = "exact_difference"
             overrides = deep_merge({"estimator": old}, overrides)
-        data["learner"] = resolve_learner(algo, overrides)
+        data["learner"] = deep_merge(PRESETS.get(algo).settings(), overrides)
         return data
+
+    @field_validator("learner")
+    @classmethod
+    def _kinds_of_the_preset(cls, value: LearnerConfig, info: ValidationInfo) -> LearnerConfig:
+        algo = info.data.get("algo")
+        if isinstance(algo, str) and algo in PRESETS:
+            check_preset_kinds(algo, value)
+        return value
 
     @field_validator("algo")
     @classmethod

@@ -28,7 +28,7 @@ preset         critic       estimator
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError, field_validator
@@ -86,7 +86,6 @@ class Preset:
     estimator: dict[str, Any]
     label: str = ""
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
         return {"critic": dict(self.critic), "estimator": dict(self.estimator)}
@@ -120,16 +119,23 @@ def resolve_learner(algo: str, overrides: dict[str, Any] | None) -> dict[str, An
     """
     from guidedmarl.config import deep_merge  # config imports this module
 
+    merged = deep_merge(PRESETS.get(algo).settings(), overrides or {})
+    check_preset_kinds(algo, merged)
+    return merged
+
+
+def check_preset_kinds(algo: str, learner: dict[str, Any] | LearnerConfig) -> None:
+    """Raise :class:`ConfigError` if ``learner``'s critic or estimator kind is not preset ``algo``'s."""
     preset = PRESETS.get(algo)
-    merged = deep_merge(preset.settings(), overrides or {})
     for part in ("critic", "estimator"):
-        want, got = getattr(preset, part).get("kind"), merged.get(part, {}).get("kind")
+        value = getattr(learner, part) if isinstance(learner, LearnerConfig) else learner.get(part, {})
+        got = value.kind if isinstance(value, BaseModel) else (value or {}).get("kind")
+        want = getattr(preset, part).get("kind")
         if got != want:
             raise ConfigError(
-                f"learner.{part}.kind: preset '{algo}' uses {part} '{want}', got '{got}'; choose the preset "
+                f"{part}.kind: preset '{algo}' uses {part} '{want}', got '{got}'; choose the preset "
                 f"with that {part} (--algo) or register a new one (guidedmarl.learners.register_preset)"
             )
-    return merged
 
 
 for _preset in (

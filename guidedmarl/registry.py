@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -71,6 +72,16 @@ def load_module(target: str) -> ModuleType:
         raise ConfigError(f"cannot import {target}: {exc!r}") from exc
 
 
+def _same_definition(a: object, b: object) -> bool:
+    """Two classes defined by the same source (same file and qualified name)."""
+    if not (isinstance(a, type) and isinstance(b, type)) or a.__qualname__ != b.__qualname__:
+        return False
+    try:
+        return inspect.getfile(a) == inspect.getfile(b)
+    except (TypeError, OSError):
+        return False
+
+
 class Registry(Generic[T]):
     """Name -> plug-in map with entry-point discovery.
 
@@ -94,6 +105,8 @@ class Registry(Generic[T]):
             self._check(item)
         if not name:
             raise ValueError(f"a {self.what} needs a non-empty name")
+        if name in self._items and _same_definition(self._items[name], item):
+            replace = True  # the same file imported again under another module name
         if name in self._items and self._items[name] is not item and not replace:
             raise ValueError(f"a {self.what} named '{name}' is already registered ({self._items[name]!r})")
         self._items[name] = item

@@ -39,6 +39,7 @@ def test_run_writes_config_metrics_and_plot(tmp_path: Path) -> None:
         "best_fit",
         "best_fit_simultaneous",
         "headroom_random",
+        "headroom_random_absolute",
         "power_of_two",
         "least_loaded_fit",
     }

@@ -38,7 +38,14 @@ class CloudDomain(Domain):
     name = "cloud"
     description = "job dispatchers over heterogeneous cloud servers; reference = load-balancing QP"
     settings_model = CloudSettings
-    plot_baselines = ("best_fit", "headroom_random", "best_fit_simultaneous", "least_loaded", "round_robin", "random")
+    plot_baselines = (
+        "best_fit",
+        "headroom_random_absolute",
+        "headroom_random",
+        "least_loaded",
+        "best_fit_simultaneous",
+        "random",
+    )
     floor_heuristic = "random"
     target_heuristic = "best_fit"
 

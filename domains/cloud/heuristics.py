@@ -297,11 +297,15 @@ class HeadroomRandom(Heuristic):
     fit_tol: float = BestFit.fit_tol
     """Tolerance of the fit test (fraction of capacity), against float rounding."""
 
+    def _weight(self, headroom: Tensor) -> Tensor:
+        """Choice weight of each fitting candidate: its relative headroom."""
+        return headroom.clamp_min(0.0)
+
     def __call__(self, view: ClusterView, jobs: Jobs) -> Tensor:
         gen = _require_generator(self)
         headroom = 1.0 - utilisation_after(view, jobs)  # [E, N, K]
         fits = headroom >= -self.fit_tol
-        weight = torch.where(fits, headroom.clamp_min(0.0), torch.zeros_like(headroom))
+        weight = torch.where(fits, self._weight(headroom), torch.zeros_like(headroom))
         total = weight.sum(dim=-1, keepdim=True)  # [E, N, 1]
         u = torch.rand(total.shape, dtype=torch.float64, generator=gen, device=gen.device).to(total.device)
         # first k whose cumulative weight exceeds u * total: P(k) = weight_k / total, and a
@@ -312,6 +316,22 @@ class HeadroomRandom(Heuristic):
         pick = torch.minimum(pick, last_positive)  # u * total rounding up to total
         fallback = headroom.argmax(dim=-1)  # first maximum on ties
         return torch.where(total.squeeze(-1) > 0, pick, fallback)
+
+
+class HeadroomRandomAbsolute(HeadroomRandom):
+    """:class:`HeadroomRandom` with weights in absolute units: h_k times the server's vCPU.
+
+    Relative headroom treats a 2-vCPU server with half its capacity free like a 64-vCPU one;
+    in absolute units the larger server, which has more room for the jobs of this step, is
+    chosen in proportion. Same fit test and fallback as the parent.
+    """
+
+    def __call__(self, view: ClusterView, jobs: Jobs) -> Tensor:
+        self._scale = view.cpu_capacity[view.candidates]  # [N, K] vCPU of each candidate
+        return super().__call__(view, jobs)
+
+    def _weight(self, headroom: Tensor) -> Tensor:
+        return headroom.clamp_min(0.0) * self._scale
 
 
 class PowerOfD(Heuristic):
@@ -385,6 +405,7 @@ HEURISTICS: dict[str, type[Heuristic]] = {
     "best_fit": BestFit,
     "best_fit_simultaneous": SimultaneousBestFit,
     "headroom_random": HeadroomRandom,
+    "headroom_random_absolute": HeadroomRandomAbsolute,
     "power_of_two": PowerOfD,
     "least_loaded_fit": LeastLoadedFit,
 }

@@ -437,6 +437,7 @@ def test_every_heuristic_plays_a_full_episode() -> None:
         "best_fit",
         "best_fit_simultaneous",
         "headroom_random",
+        "headroom_random_absolute",
         "power_of_two",
         "least_loaded_fit",
     }

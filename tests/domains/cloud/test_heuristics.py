@@ -81,6 +81,7 @@ def test_registry() -> None:
         "best_fit",
         "best_fit_simultaneous",
         "headroom_random",
+        "headroom_random_absolute",
         "power_of_two",
         "least_loaded_fit",
     }
@@ -523,3 +524,21 @@ def test_random_rules_need_reset(name: str) -> None:
     view, jobs = random_case(0)
     with pytest.raises(RuntimeError):
         HEURISTICS[name]()(view, jobs)
+
+
+def test_headroom_random_absolute_weights_headroom_by_server_size() -> None:
+    """Same case in absolute units (headroom x vCPU): agent 0 2, 2, 2, 0, 0 -> 1/3 each on its
+    first three candidates; agent 1 0, 2, 1, 0, 1 -> 0, 1/2, 1/4, 0, 1/4."""
+    from guidedmarl_domains.cloud.heuristics import HeadroomRandomAbsolute
+
+    envs = 20_000
+    view, jobs, relative = headroom_frequency_case(envs)
+    expected = torch.tensor([[1 / 3, 1 / 3, 1 / 3, 0, 0], [0, 0.5, 0.25, 0, 0.25]], dtype=torch.float64)
+    rule = HeadroomRandomAbsolute()
+    rule.reset(envs, 2, gen(7))
+    act = rule(view, jobs)
+    freq = torch.stack([torch.bincount(act[:, i], minlength=5).double() / envs for i in range(2)])
+    tol = 6 * math.sqrt(0.25 / envs)
+    assert float((freq - expected).abs().max()) < tol
+    # and it is not the relative rule: those probabilities differ by far more than the tolerance
+    assert float((torch.tensor(relative, dtype=torch.float64) - expected).abs().max()) > 4 * tol
