@@ -87,3 +87,21 @@ class LinearContinuousModel(AnalyticalModel):
 
     def reference_state(self, context: LinearContext) -> Tensor:
         return context.x_ref.unsqueeze(0)
+
+
+def all_joint_actions(num_agents: int, num_actions: int) -> Tensor:
+    """Every joint discrete action, ``[A^N, N]`` long: one environment per joint action, so an
+    expectation under independent policies is an exact weighted sum (small N and A only)."""
+    grid = torch.cartesian_prod(*[torch.arange(num_actions)] * num_agents)
+    return grid.reshape(-1, num_agents)
+
+
+def softmax_score(theta: Tensor, actions: Tensor) -> Tensor:
+    """grad_{theta_i} log softmax(theta_i)[a_i] for every joint action and agent, ``[E, N, A]``."""
+    pi = torch.softmax(theta, -1)
+    return torch.nn.functional.one_hot(actions, pi.shape[1]).to(pi.dtype) - pi
+
+
+def joint_probability(theta: Tensor, actions: Tensor) -> Tensor:
+    """p(a) = prod_i softmax(theta_i)[a_i] for every joint action, ``[E]``."""
+    return torch.log_softmax(theta, -1).gather(1, actions.T).sum(0).exp()

@@ -71,7 +71,15 @@ class CloudDomain(Domain):
             max_utilisation=s.reference_max_utilisation,
             potential=s.potential,
             overload_penalty=s.overload_penalty,
+            component_weights=self._component_weights(),
         )
+
+    def _component_weights(self) -> Tensor | None:
+        """``[2M]`` C_{k,r} / mean_k C_{k,r} in the state's server-major layout, or None (uniform)."""
+        if self.settings.potential_weighting == "uniform":
+            return None
+        cap = torch.stack([self.fleet.cpu, self.fleet.mem], dim=-1).to(torch.float64)  # [M, 2]
+        return (cap / cap.mean(dim=0, keepdim=True)).reshape(-1).to(torch.get_default_dtype())
 
     def heuristics(self) -> dict[str, Callable[[], HeuristicPolicy]]:
         return {name: (lambda cls=cls: _CloudHeuristicPolicy(cls())) for name, cls in HEURISTICS.items()}

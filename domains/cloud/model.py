@@ -31,6 +31,10 @@ Guidance potential phi(x, x_ref) (``potential``):
   ``overload_penalty``. The distance alone barely ranks competitive policies (a policy can
   be close to x_ref on average and still overload a few servers); the penalty is what the
   reward charges for. Both are separable, so the exact difference costs O(1) per agent.
+
+``potential_weighting = "capacity"`` weighs server k's two components by C_{k,r} / mean_k
+C_{k,r} (the potential in load units, as the reference program's objective sum l^2 / 2C is):
+a unit of overload on a large server then counts as more waiting jobs than on a small one.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class CloudModel(AnalyticalModel):
         max_utilisation: float = 1.0,
         potential: Literal["distance", "capacity"] = "distance",
         overload_penalty: float = 100.0,
+        component_weights: Tensor | None = None,
     ):
         super().__init__(num_actions=num_candidates)
         self.layer = layer
@@ -94,6 +99,7 @@ class CloudModel(AnalyticalModel):
         self.max_utilisation = max_utilisation
         self.potential_kind = potential
         self.overload_penalty = overload_penalty
+        self.component_weights = component_weights
 
     def potential_terms(self, x: Tensor, x_ref: Tensor) -> Tensor:
         terms = 0.5 * (x - x_ref).square()

@@ -39,6 +39,9 @@ class CloudSettings(BaseModel):
         "overload_penalty/2 ||relu(x - 1)||^2 (committed load beyond capacity)",
     )
     overload_penalty: float = Field(100.0, ge=0, le=1e6, description="lambda of the 'capacity' potential")
+    potential_weighting: Literal["uniform", "capacity"] = Field(
+        "uniform", description="weights of the servers' components in the potential: equal, or capacity / mean capacity"
+    )
     workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
 
     def num_servers(self, num_agents: int) -> int:

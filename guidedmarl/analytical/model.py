@@ -17,9 +17,10 @@ A domain describes its system through three maps, all batched over ``[E, N]``:
 
 and one function of the state, the **guidance potential** phi(x, x_ref) that descent
 guidance lowers. The paper's potential is the distance d = 1/2 ||x - x_ref||^2; a model may
-define its own (e.g. a penalty for load beyond capacity) by overriding ``potential_terms``.
-Potentials are *separable*, a sum over components phi = sum_j phi_j(x_j, x_ref_j), so an
-agent that touches K components changes K terms and its exact effect costs O(K).
+define its own (e.g. a penalty for load beyond capacity) by overriding ``potential_terms``,
+and weigh the components with ``component_weights``. Potentials are *separable*, a weighted
+sum over components phi = sum_j w_j phi_j(x_j, x_ref_j), so an agent that touches K
+components changes K terms and its exact effect costs O(K).
 
 The guidance weights themselves (g_i = <grad phi(x), z_i>, or the exact difference) are
 computed in one place, :func:`guidedmarl.guidance.weights.guidance_weights`.
@@ -91,6 +92,8 @@ class AnalyticalModel(ABC):
 
     action_kind: ClassVar[Literal["discrete", "continuous"]] = "discrete"
     closed_form_influence: ClassVar[bool] = False
+    component_weights: Tensor | None = None
+    """Optional ``[D]`` non-negative weights w_j of the potential, phi = sum_j w_j phi_j (None: all 1)."""
 
     def __init__(self, num_actions: int = 0) -> None:
         if self.action_kind == "discrete" and num_actions < 1:
@@ -134,8 +137,11 @@ class AnalyticalModel(ABC):
         return self.potential_terms(x, x_ref) - self.potential_terms(x - step, x_ref)
 
     def potential(self, x: Tensor, x_ref: Tensor) -> Tensor:
-        """phi(x, x_ref) per environment, ``[E]``."""
-        return self.potential_terms(x, x_ref).sum(dim=-1)
+        """phi(x, x_ref) = sum_j w_j phi_j(x_j, x_ref_j) per environment, ``[E]``."""
+        terms = self.potential_terms(x, x_ref)
+        if self.component_weights is not None:
+            terms = terms * self.component_weights.to(terms.dtype)
+        return terms.sum(dim=-1)
 
     def distance(self, x: Tensor, x_ref: Tensor) -> Tensor:
         """The paper's d(x, x_ref) = 1/2 ||x - x_ref||^2 per environment, ``[E]``."""

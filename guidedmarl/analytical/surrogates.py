@@ -37,7 +37,17 @@ class _Surrogate(AnalyticalModel):
         self.inner = inner
         self.action_kind = inner.action_kind  # type: ignore[misc]
         self.closed_form_influence = inner.closed_form_influence  # type: ignore[misc]
+        self.component_weights = inner.component_weights
         super().__init__(num_actions=inner.num_actions)
+
+    def potential_terms(self, x: Tensor, x_ref: Tensor) -> Tensor:
+        return self.inner.potential_terms(x, x_ref)
+
+    def potential_gradient(self, x: Tensor, x_ref: Tensor) -> Tensor:
+        return self.inner.potential_gradient(x, x_ref)
+
+    def potential_drop(self, x: Tensor, x_ref: Tensor, step: Tensor) -> Tensor:
+        return self.inner.potential_drop(x, x_ref, step)
 
     def system_state(self, actions: Tensor, context: Any) -> Tensor:
         return self.inner.system_state(actions, context)

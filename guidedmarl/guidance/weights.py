@@ -69,14 +69,14 @@ def guidance_weights(
             x = model.state(actions, context)
             _check_reference(model, x, x_ref)
             z = model.checked_influence(model.influence(actions, context), actions, x.shape[1])
-            grad_phi = model.potential_gradient(x, x_ref)
+            grad_phi = _weighted(model, model.potential_gradient(x, x_ref))
             g = z.dot(grad_phi)
     else:
         with torch.enable_grad():
             relaxed = model.relax(actions).detach().requires_grad_(True)
             x = model.checked_state(model.system_state(relaxed, context), actions)
             _check_reference(model, x, x_ref)
-            grad_phi = model.potential_gradient(x.detach(), x_ref).expand_as(x)
+            grad_phi = _weighted(model, model.potential_gradient(x.detach(), x_ref)).expand_as(x)
             (grad,) = torch.autograd.grad(x, relaxed, grad_outputs=grad_phi.detach())
         if not continuous:
             g = grad.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
@@ -101,9 +101,20 @@ def guidance_weights(
     return model.checked(weight.detach(), "guidance weights")
 
 
+def _weighted(model: AnalyticalModel, grad: Tensor) -> Tensor:
+    """w_j d phi_j / d x_j (the model's ``component_weights``, if any)."""
+    w = model.component_weights
+    return grad if w is None else grad * w.to(grad.dtype)
+
+
 def _exact_drop(model: AnalyticalModel, x: Tensor, x_ref: Tensor, z: SparseInfluence, step: Tensor) -> Tensor:
-    """sum_k phi_k(x_k) - phi_k(x_k - step_k) over each agent's components: ``[E, N]``."""
-    return model.potential_drop(z.gather(x), z.gather(x_ref.to(x.dtype)), step.to(x.dtype)).sum(dim=2)
+    """sum_k w_k [phi_k(x_k) - phi_k(x_k - step_k)] over each agent's components: ``[E, N]``."""
+    drop = model.potential_drop(z.gather(x), z.gather(x_ref.to(x.dtype)), step.to(x.dtype))
+    w = model.component_weights
+    if w is not None:
+        e, n, k = z.index.shape
+        drop = drop * w.to(drop.dtype)[z.index.reshape(-1)].reshape(e, n, k)
+    return drop.sum(dim=2)
 
 
 def _check_reference(model: AnalyticalModel, x: Tensor, x_ref: Tensor) -> None:
