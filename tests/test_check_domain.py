@@ -1,4 +1,4 @@
-"""`check_domain`: the project's domains pass; broken copies fail, naming the mistake.
+"""`check_domain` and `guidedmarl check`: the project's domains pass; broken copies fail, naming the mistake.
 
 Each broken copy subclasses the bins example or the cloud domain and breaks one thing; its test
 asserts that the check that owns the mistake fails and that the message names the method and the
@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
-from guidedmarl import DomainError
+from guidedmarl import DomainError, register_domain
 from guidedmarl.analytical.model import SparseInfluence
+from guidedmarl.cli import app
 from guidedmarl.testing import CheckReport, check_domain
 from guidedmarl_domains.cloud import CloudDomain
 from guidedmarl_domains.cloud.model import CloudModel
@@ -301,3 +303,40 @@ def test_raise_if_failed_lists_the_failures() -> None:
     with pytest.raises(DomainError, match=r"domain 'broken_cloud' failed 2 of 10 checks:\n- model: influence: Shifted"):
         report.raise_if_failed()
     assert "FAIL" in report.table()
+
+
+# ============================================================================ command line
+runner = CliRunner()
+
+
+def test_cli_check_passes_on_cloud_and_prints_the_table() -> None:
+    result = runner.invoke(app, ["check", "--domain", "cloud", "--agents", "6", "--steps", "3",
+                                 "--set", "domain_config.horizon=4", "--set", "domain_config.warmup=2"])
+    assert result.exit_code == 0, result.output
+    assert "model: alignment" in result.output and "0 failed" in result.output
+
+
+def test_cli_check_exits_1_on_a_failing_domain(bins: Any) -> None:
+    class Lenient(bins.BinsEnv):
+        def check_actions(self, actions: torch.Tensor) -> None:
+            pass
+
+    class LenientBins(bins.BinsDomain):
+        def make_env(self, num_envs: int) -> Any:
+            return Lenient(num_envs, self.num_agents, self.settings)
+
+    register_domain(LenientBins, "lenient_bins_for_cli_test", replace=True)
+    result = runner.invoke(app, ["check", "--domain", "lenient_bins_for_cli_test", "--agents", "4", "--steps", "2",
+                                 "--set", "domain_config.horizon=3"])
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.output and "Lenient.check_actions accepted" in result.output.replace("\n", " ")
+
+
+def test_cli_check_exits_2_on_config_errors() -> None:
+    for args, text in ((["--domain", "nope"], "unknown domain 'nope'"),
+                       (["--domain", "cloud", "--set", "domain_config.candidates=0"], "candidates: Input should be"),
+                       (["--domain", "cloud", "--set", "ppo.learning_rate=1"], "domain_config.KEY=VALUE"),
+                       (["--domain", "power", "--agents", "50"], "--agents 6")):
+        result = runner.invoke(app, ["check", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert text in result.output, result.output
