@@ -132,6 +132,37 @@ def run(
 
 
 @app.command()
+def check(
+    domain: Annotated[str, typer.Option(help="registered domain (`guidedmarl domains`), or module:Class, file.py:Class")],
+    agents: Annotated[Optional[int], typer.Option(help="number of agents N (default: the domain's)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="domain setting, e.g. --set domain_config.horizon=5")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="steps of each random-policy rollout that are checked")] = 8,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the random actions and scenarios")] = 0,
+    debug: Annotated[bool, typer.Option(help="show the traceback of an error")] = False,
+) -> None:
+    """Check a domain's environment, analytical model and guidance weights; exit 1 if a check fails."""
+    from guidedmarl.checks import check_domain
+    from guidedmarl.domain import get_domain
+
+    try:
+        data: dict[str, Any] = load_settings(None, set_)
+        if set(data) - {"domain_config"} or not isinstance(data.get("domain_config", {}), dict):
+            raise ConfigError(f"--set: check takes domain_config.KEY=VALUE settings only, got {sorted(data)}")
+        if agents is not None and agents < 1:
+            raise ConfigError(f"agents: Input should be greater than or equal to 1, got {agents}")
+        built = get_domain(domain).from_config(agents, data.get("domain_config", {}))
+    except ConfigError as exc:
+        raise fail(exc, debug) from None
+    except Exception as exc:  # noqa: BLE001 - the domain's own constructor failed
+        raise fail(GuidedMarlError(f"building domain '{domain}' raised {type(exc).__name__}: {exc}"), debug) from None
+    console.print(f"guidedmarl check: [bold]{domain}[/bold], N = {built.num_agents}, {steps} steps, seed {seed}")
+    report = check_domain(built, steps=steps, seed=seed)
+    typer.echo(report.table(width=max(console.width, 80)))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def domains() -> None:
     """List the registered and installed domains."""
     table = Table(title="guidedmarl domains")

@@ -9,6 +9,10 @@ actions, Gaussian quadrature), so an estimator can be checked against the truth.
 * :class:`LinearContinuousModel`: x = x0 + sum_i B_i a_i for continuous actions ``[E, N, k]``.
 * :func:`default_dtype`: run a block with another torch default dtype (float64 for exact
   checks; :meth:`AnalyticalModel.relax` builds one-hots in the default dtype).
+* :func:`check_domain` (from :mod:`guidedmarl.checks`): a domain's self-test of the contract
+  (environment, analytical model, guidance weights, alignment figure), e.g. in its own tests::
+
+      check_domain(MyDomain.from_config(6, {"horizon": 5})).raise_if_failed()
 """
 
 from __future__ import annotations
@@ -22,6 +26,19 @@ import torch
 from torch import Tensor
 
 from guidedmarl.analytical.model import AnalyticalModel
+from guidedmarl.checks import CheckReport, CheckResult, check_domain, random_actions
+
+__all__ = [
+    "AffineContext",
+    "AffineDiscreteModel",
+    "CheckReport",
+    "CheckResult",
+    "LinearContext",
+    "LinearContinuousModel",
+    "check_domain",
+    "default_dtype",
+    "random_actions",
+]
 
 
 @contextmanager
