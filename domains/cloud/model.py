@@ -89,7 +89,7 @@ class CloudModel(AnalyticalModel):
         layer: AllocationLayer,
         eta: float = 0.2,
         max_utilisation: float = 1.0,
-        potential: Literal["distance", "capacity"] = "distance",
+        potential: Literal["distance", "capacity"] = "capacity",
         overload_penalty: float = 100.0,
         component_weights: Tensor | None = None,
     ):

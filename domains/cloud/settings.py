@@ -34,13 +34,13 @@ class CloudSettings(BaseModel):
     reference_eta: float = Field(0.2, ge=0, le=10, description="delay price scale eta of the reference program")
     reference_max_utilisation: float = Field(1.0, gt=0, le=10, description="u_max of the reference program")
     potential: Literal["distance", "capacity"] = Field(
-        "distance",
+        "capacity",
         description="guidance potential: 'distance' = the paper's 1/2||x - x_ref||^2; 'capacity' adds "
         "overload_penalty/2 ||relu(x - 1)||^2 (committed load beyond capacity)",
     )
     overload_penalty: float = Field(100.0, ge=0, le=1e6, description="lambda of the 'capacity' potential")
     potential_weighting: Literal["uniform", "capacity"] = Field(
-        "uniform", description="weights of the servers' components in the potential: equal, or capacity / mean capacity"
+        "capacity", description="weights of the servers' components in the potential: equal, or capacity / mean capacity"
     )
     workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
 

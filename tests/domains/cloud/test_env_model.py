@@ -207,7 +207,15 @@ def _generic(model: CloudModel) -> CloudModel:
     class GenericCloudModel(CloudModel):
         closed_form_influence = False
 
-    return GenericCloudModel(model.num_actions, model.layer, model.eta, model.max_utilisation)
+    return GenericCloudModel(
+        model.num_actions,
+        model.layer,
+        model.eta,
+        model.max_utilisation,
+        potential=model.potential_kind,
+        overload_penalty=model.overload_penalty,
+        component_weights=model.component_weights,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -246,16 +254,24 @@ def test_closed_form_guidance_equals_generic_vjp(model_case) -> None:
     assert (g_closed[ctx.demand.sum(-1) == 0] == 0).all()  # no job, no influence
 
 
-def test_exact_difference_guidance_is_the_exact_change_of_the_distance(model_case) -> None:
-    _, model, ctx, actions = model_case
+@pytest.mark.parametrize("potential, weighting", [("distance", "uniform"), ("capacity", "capacity"), ("capacity", "uniform")])
+def test_exact_difference_guidance_is_the_exact_change_of_the_potential(potential: str, weighting: str) -> None:
+    """D_i = phi(x) - phi(x without agent i's job), for the paper's distance and the default
+    capacity-aware, capacity-weighted potential (the job's demand set to 0 = agent i absent)."""
+    domain = small_domain(potential=potential, potential_weighting=weighting)
+    env = domain.make_env(3)
+    ctx = context_after(env, [31, 32, 33], steps=3)
+    actions = torch.randint(0, env.spec.num_actions, (3, 20), generator=torch.Generator().manual_seed(4))
+    model = domain.make_model()
+    assert model.potential_kind == potential and (model.component_weights is None) == (weighting == "uniform")
     g = guidance_weights(model, actions, ctx, exact_difference=True).double()
     x_ref = model.reference(ctx)
-    dist = model.distance(model.state(actions, ctx), x_ref).double()
+    phi = model.potential(model.state(actions, ctx), x_ref).double()
     for agent in (0, 5, 13):
         demand = ctx.demand.clone()
         demand[:, agent] = 0.0
-        without = model.distance(model.state(actions, dataclasses.replace(ctx, demand=demand)), x_ref).double()
-        torch.testing.assert_close(g[:, agent], dist - without, rtol=1e-4, atol=1e-5)
+        without = model.potential(model.state(actions, dataclasses.replace(ctx, demand=demand)), x_ref).double()
+        torch.testing.assert_close(g[:, agent], phi - without, rtol=1e-4, atol=1e-4 * (1 + float(phi.abs().max())))
 
 
 def test_state_without_active_agents_is_committed_over_capacity(model_case) -> None:
@@ -403,7 +419,8 @@ def test_guidance_sign_on_a_hand_built_context() -> None:
     committed = [[24.0, 96.0], [0.0, 0.0], [8.0, 32.0], [8.0, 32.0]]  # 150 %, 0 %, 50 %, 50 %
     offered = [0.5 * 64, 0.5 * 256]
     ctx = hand_context(cpu, mem, committed, offered, [[2.0, 8.0], [2.0, 8.0]])
-    model = CloudModel(4, make_allocation_layer("waterfill"), eta=0.2, max_utilisation=1.0)
+    # the paper's potential 1/2 ||x - x_ref||^2, for which the hand values below hold
+    model = CloudModel(4, make_allocation_layer("waterfill"), eta=0.2, max_utilisation=1.0, potential="distance")
     torch.testing.assert_close(model.reference(ctx), torch.full((1, 8), 0.5))
     actions = torch.tensor([[0, 1]])  # agent 0 -> overloaded server, agent 1 -> empty server
     g = guidance_weights(model, actions, ctx)
@@ -417,7 +434,7 @@ def test_guidance_sign_on_a_hand_built_context() -> None:
     cpu, mem = [8.0, 32.0, 16.0], [16.0, 256.0, 64.0]
     committed = [[12.0, 24.0], [1.0, 8.0], [8.0, 32.0]]
     ctx = hand_context(cpu, mem, committed, [0.5 * 56, 0.2 * 336], [[1.0, 2.0], [1.0, 2.0]])
-    model = CloudModel(3, make_allocation_layer("waterfill"))
+    model = CloudModel(3, make_allocation_layer("waterfill"), potential="distance")
     x_ref = model.reference(ctx).reshape(3, 2)
     util = torch.tensor(committed) / torch.tensor([cpu, mem]).T
     assert (util[0] > x_ref[0] + 0.5).all() and (util[1] < x_ref[1] - 0.1).all()
