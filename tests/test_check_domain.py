@@ -247,7 +247,7 @@ def test_wrong_influence_shape_is_named() -> None:
             return SparseInfluence(index=z.index[..., 0], value=z.value[..., 0])
 
     failed(checked(broken_cloud(Flat)), "model: influence",
-           "Flat.influence: index must have shape [E, N, K] = [2, 6, K], got (2, 6)")
+           "Flat.influence: index must have shape [E, N, K] = [2, 6, K], got [2, 6]")
 
 
 def test_out_of_range_influence_index_is_named() -> None:

@@ -168,6 +168,15 @@ class _Broken:
                     out.active = out.active.float()
                 elif what == "nan":
                     out.reward = out.reward * float("nan")
+                elif what == "obs_nan":
+                    out.obs = out.obs.clone()
+                    out.obs[0, 0, 0], out.obs[0, 1, 0] = float("nan"), float("inf")
+                elif what == "state":
+                    out.state = out.state[:, :-1]
+                elif what == "done":
+                    out.done = out.done.float()
+                elif what == "info":
+                    out.info = {**out.info, "load": torch.zeros(len(out.reward), 2)}
                 return out
 
         class BrokenDomain(bins.BinsDomain):
@@ -186,6 +195,10 @@ class _Broken:
         ("reward", DomainError, r"BrokenEnv.step: reward must have shape \[E\]"),
         ("active", DomainError, r"BrokenEnv.step: active must be a bool tensor"),
         ("nan", GuidedMarlError, r"BrokenEnv.step returned a NaN or infinite reward at step 0"),
+        ("obs_nan", DomainError, r"BrokenEnv.step: obs \(float32 \[1, 6, 3\]\) has 2 NaN or infinite value\(s\)"),
+        ("state", DomainError, r"BrokenEnv.step: state must have shape \[E, state_dim\] = \[1, 2\], got float32 \[1, 1\]"),
+        ("done", DomainError, r"BrokenEnv.step: done must be a bool tensor of shape \[E\] = \[1\], got float32 \[1\]"),
+        ("info", DomainError, r"BrokenEnv.step: info\['load'\] must have shape \[E\] = \[1\], got float32 \[1, 2\]"),
     ],
 )
 def test_a_broken_environment_is_reported_where_it_returns(bins, what: str, error: type, message: str) -> None:

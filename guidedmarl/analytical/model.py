@@ -222,7 +222,7 @@ class AnalyticalModel(ABC):
             raise GuidanceError(f"{name} must return a SparseInfluence, got {type(z).__name__}")
         e, n = actions.shape[:2]
         if z.index.dim() != 3 or tuple(z.index.shape[:2]) != (e, n):
-            raise GuidanceError(f"{name}: index must have shape [E, N, K] = [{e}, {n}, K], got {tuple(z.index.shape)}")
+            raise GuidanceError(f"{name}: index must have shape [E, N, K] = [{e}, {n}, K], got {list(z.index.shape)}")
         if z.index.dtype not in (torch.int64, torch.int32):
             raise GuidanceError(f"{name}: index must be an integer tensor, got {z.index.dtype}")
         if z.index.numel() and (int(z.index.min()) < 0 or int(z.index.max()) >= dim):
@@ -234,7 +234,7 @@ class AnalyticalModel(ABC):
         if self.action_kind == "continuous" and actions.dim() == 3 and actions.shape[-1] > 1:
             want = (*want, actions.shape[-1])
         if tuple(z.value.shape) != want:
-            raise GuidanceError(f"{name}: value must have shape {want} (like index), got {tuple(z.value.shape)}")
+            raise GuidanceError(f"{name}: value must have shape {list(want)} (like index), got {list(z.value.shape)}")
         self.checked(z.value, "influence")
         return z
 

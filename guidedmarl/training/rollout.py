@@ -98,17 +98,37 @@ class Trajectory:
         return out
 
 
+def _described(t: Any) -> str:
+    """``float32 [2, 6]`` for a tensor, else the type's name."""
+    return f"{str(t.dtype).removeprefix('torch.')} {list(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
+
+
+def _check_tensor(t: Any, shape: tuple[int, ...], kind: str | None, what: str, symbol: str) -> None:
+    """``t`` is a tensor of ``shape`` (and ``kind`` "float" or "bool"; floats finite), else a DomainError."""
+    want = f"{symbol} = {list(shape)}"
+    if not isinstance(t, Tensor) or tuple(t.shape) != shape:
+        raise DomainError(f"{what} must have shape {want}, got {_described(t)}")
+    if (kind == "bool" and t.dtype != torch.bool) or (kind == "float" and not t.is_floating_point()):
+        raise DomainError(f"{what} must be a {kind} tensor of shape {want}, got {_described(t)}")
+    if kind == "float" and not bool(torch.isfinite(t).all()):
+        raise DomainError(f"{what} ({_described(t)}) has {int((~torch.isfinite(t)).sum())} NaN or infinite value(s)")
+
+
 def _check_step(env: MultiAgentVecEnv, step: Step, where: str) -> None:
-    e, n = env.num_envs, env.spec.num_agents
-    name = type(env).__name__
-    if tuple(step.obs.shape) != (e, n, env.spec.obs_dim):
-        raise DomainError(f"{name}.{where}: obs must have shape [E, N, obs_dim] = {[e, n, env.spec.obs_dim]}, "
-                          f"got {list(step.obs.shape)}")
-    if tuple(step.active.shape) != (e, n) or step.active.dtype != torch.bool:
-        raise DomainError(f"{name}.{where}: active must be a bool tensor of shape [E, N] = {[e, n]}, "
-                          f"got {step.active.dtype} {list(step.active.shape)}")
-    if tuple(step.reward.shape) != (e,):
-        raise DomainError(f"{name}.{where}: reward must have shape [E] = [{e}], got {list(step.reward.shape)}")
+    """The step's tensors have the shapes and dtypes of the contract; obs and state are finite."""
+    e, spec = env.num_envs, env.spec
+    n, name = spec.num_agents, f"{type(env).__name__}.{where}"
+    if not isinstance(step, Step):
+        raise DomainError(f"{name} must return a guidedmarl.Step, got {type(step).__name__}")
+    _check_tensor(step.obs, (e, n, spec.obs_dim), "float", f"{name}: obs", "[E, N, obs_dim]")
+    _check_tensor(step.state, (e, spec.state_dim), "float", f"{name}: state", "[E, state_dim]")
+    _check_tensor(step.active, (e, n), "bool", f"{name}: active", "[E, N]")
+    _check_tensor(step.reward, (e,), None, f"{name}: reward", "[E]")
+    _check_tensor(step.done, (e,), "bool", f"{name}: done", "[E]")
+    if not isinstance(step.info, dict):
+        raise DomainError(f"{name}: info must be a dict of [E] tensors, got {type(step.info).__name__}")
+    for key, value in step.info.items():
+        _check_tensor(value, (e,), None, f"{name}: info[{key!r}]", "[E]")
 
 
 def rollout(
