@@ -4,7 +4,7 @@
   shared-return, guidance and DG-PG estimators (``guidedmarl study variance``).
 * :mod:`guidedmarl.studies.stress`: the referee's stress test: biased, noisy and rounded
   surrogate models against the exact one (``guidedmarl study stress``).
-* :mod:`guidedmarl.studies.scale`: DG-PG, MAPPO and IPPO over N with the convergence
+* :mod:`guidedmarl.studies.grid`: learner presets over N with the convergence
   definition, tables, curves and a marl-eval export (``guidedmarl study scale``), and the
   alpha study (``guidedmarl study alpha``).
 

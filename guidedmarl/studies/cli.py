@@ -280,7 +280,21 @@ def _parse_ints(items: list[str], flag: str) -> list[int]:
         raise ConfigError(f"{flag} expects integers, got {items}") from None
 
 
-# `study scale` and `study alpha` (issue 3) live in their own module
-from guidedmarl.studies.scale_cli import register as _register_scale  # noqa: E402
+def fail(exc: BaseException, debug: bool = False) -> typer.Exit:
+    """Print ``exc`` on one line (plus the traceback with ``debug``); the exit to raise (2: config, 1: other).
 
-_register_scale(study_app)
+    The same as ``guidedmarl.cli.fail``, which cannot be imported here: that module imports this one.
+    """
+    err = Console(stderr=True)
+    if debug:
+        err.print_exception()
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    err.print("[red]error:[/red] ", end="")
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+# `study scale` and `study alpha`: the package guidedmarl.studies.grid, options from its settings models
+from guidedmarl.studies.grid.cli import register as _register_grid  # noqa: E402
+
+_register_grid(study_app, fail)
