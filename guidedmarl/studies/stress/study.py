@@ -55,16 +55,11 @@ def learning_config(settings: StressSettings, base: dict[str, Any], learner: Lea
     return build_config(data, "stress study settings")
 
 
-def _spec(study: str, key: str, name: str, agents: int | None, seed: int | None, data: dict[str, Any],
-          runtime: dict[str, Any]) -> CellSpec:  # fmt: skip
-    return CellSpec.make(study, key, name, agents, seed, data, runtime)
-
-
 def learning_spec(learner: Learner, cfg: RunConfig) -> CellSpec:
     """What determines a learning run's numbers: its configuration without folder and threads."""
     inputs = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("out", "threads")}
-    return _spec("stress", f"runs/{learner.tag}-s{cfg.seed}", learner.label, cfg.agents, cfg.seed, inputs,
-                 {"threads": cfg.threads})  # fmt: skip
+    key = f"runs/{learner.tag}-s{cfg.seed}"
+    return CellSpec.make("stress", key, learner.label, cfg.agents, cfg.seed, inputs, {"threads": cfg.threads})
 
 
 def run_learning_cell(spec: CellSpec, folder: Path) -> dict[str, Any]:
@@ -84,8 +79,8 @@ def run_learning_cell(spec: CellSpec, folder: Path) -> dict[str, Any]:
 def variance_spec(label: str, vs: VarianceSettings, command: str) -> CellSpec:
     """What determines a variant's variance study: its settings without folder, command and threads."""
     inputs = vs.model_dump(mode="json", exclude={"out", "command", "threads"})
-    return _spec("stress", f"variance/{_slug(label)}", label, None, vs.seed, inputs,
-                 {"threads": vs.threads, "command": command})  # fmt: skip
+    runtime = {"threads": vs.threads, "command": command}
+    return CellSpec.make("stress", f"variance/{_slug(label)}", label, None, vs.seed, inputs, runtime)
 
 
 def run_variance_cell(spec: CellSpec, folder: Path) -> dict[str, Any]:

@@ -144,6 +144,8 @@ def run_variance_study(
     settings = settings.model_copy(update={"out": settings.resolved_out()})
     state = checkpoint_state(Path(settings.checkpoint)) if settings.checkpoint is not None else None
     configs = {n: config_for(settings, base, n, horizon) for n in agents}
+    for cfg in configs.values():  # the domain accepts every N (e.g. a power case fixes N) before any time is spent
+        get_domain(cfg.domain).from_config(cfg.agents, cfg.domain_config)
     if state is not None:  # check every N before spending time on any
         for n in agents:
             load_actor(_build(configs[n])[1], state, n, Path(settings.checkpoint))  # type: ignore[arg-type]
