@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,13 @@ from typer.testing import CliRunner
 import guidedmarl.experiment
 from guidedmarl.config import ConfigError
 from guidedmarl.convergence import ConvergenceCriterion
+from guidedmarl.domain import get_domain
+from guidedmarl.errors import StudyError
+from guidedmarl.studies.base import converged_at, floor_target
+from guidedmarl.studies.cli import fail
+from guidedmarl.studies.grid import AlphaSettings, ScaleSettings, run_alpha_study, run_scale_study
+from guidedmarl.studies.grid.cli import register
 from guidedmarl.studies.marl_eval import MarlEvalFormatError, RunCurve, build_marl_eval, validate_marl_eval
-from guidedmarl.studies.scale import (
-    AlphaStudySettings,
-    CellResult,
-    ScaleStudySettings,
-    _converged_at,
-    run_alpha_study,
-    run_scale_study,
-)
-from guidedmarl.studies.scale_cli import register
 
 runner = CliRunner()
 CLOUD_SMALL = {"domain_config": {"horizon": 6, "warmup": 2}, "eval": {"test_scenarios": 8}}
@@ -41,7 +37,7 @@ def _app() -> typer.Typer:
         """test root"""
 
     study = typer.Typer()
-    register(study)
+    register(study, fail)
     app.add_typer(study, name="study")
     return app
 
@@ -66,7 +62,7 @@ def _cells(out: Path) -> dict[tuple[str, int, int], dict]:
 
 def test_cloud_scale_study_outputs_fairness_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "scale"
-    settings = ScaleStudySettings(
+    settings = ScaleSettings(
         domain="cloud", agents=[6, 4], seeds=[0, 1], episodes=2, baseline_budget=1.5, run_config=CLOUD_SMALL,
         threads=1, out=out,
     )  # fmt: skip
@@ -94,8 +90,9 @@ def test_cloud_scale_study_outputs_fairness_and_resume(tmp_path: Path, monkeypat
         assert a == b  # same networks, PPO settings, evaluation, domain, seed, threads
     assert all(c["eval"]["heuristics"] is False and c["threads"] == 1 for c in configs.values())
     assert configs[("ippo", 4, 0)]["domain_config"]["horizon"] == 6
-    heur = json.loads((out / "heuristics" / "N4.json").read_text())
+    heur = json.loads((out / "heuristics" / "N4-s0" / "cell.json").read_text())["result"]  # seeded with seed 0
     assert {"random", "best_fit"} <= set(heur["rewards"]) and heur["horizon"] == 6
+    assert result.floor == "random" and result.target == "best_fit"  # the domain's own floor and target
 
     # table: one row per (N, arm) in the Markdown and the CSV, heuristics per N
     md = (out / "scale.md").read_text()
@@ -139,27 +136,32 @@ def test_cloud_scale_study_outputs_fairness_and_resume(tmp_path: Path, monkeypat
     again = run_scale_study(settings)
     assert calls == [] and again.cells_reused == 12 and again.cells_run == 0
     assert _cells(out) == {k: {**v, "reused": True} for k, v in before.items()}
-    # an interrupted cell (no summary.json) runs again, and only it; same seed, same numbers
-    (out / "runs" / "ippo" / "N6-s1" / "summary.json").unlink()
+    # an interrupted cell (no cell.json: it is written last) runs again, and only it; same seed, same numbers
+    (out / "runs" / "ippo" / "N6-s1" / "cell.json").unlink()
     third = run_scale_study(settings)
     assert calls == [6] and third.cells_run == 1
     redone = _cells(out)[("ippo", 6, 1)]
     assert redone["curve"] == before[("ippo", 6, 1)]["curve"] and redone["best"] == before[("ippo", 6, 1)]["best"]
 
 
-def test_resume_refuses_a_cell_run_with_other_settings(bins, tmp_path: Path) -> None:
-    settings = ScaleStudySettings(
+def test_resume_refuses_a_cell_run_with_other_settings(bins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ScaleSettings(
         domain="bins", agents=[8], seeds=[0], algos=["dgpg"], episodes=1, run_config=BINS_SMALL, out=tmp_path
     )
     run_scale_study(settings)
+    calls = _counting(monkeypatch)
     changed = copy.deepcopy(BINS_SMALL) | {"ppo": {"learning_rate": 1e-4}}
-    with pytest.raises(ConfigError, match="ppo.learning_rate"):
-        run_scale_study(replace(settings, run_config=changed))
+    with pytest.raises(StudyError, match=r"ppo\.learning_rate: 0\.002 -> 0\.0001"):
+        run_scale_study(settings.model_copy(update={"run_config": changed}))
+    assert calls == []  # refused before anything ran
+    # torch threads do not change what a cell computes: the cell is reused
+    again = run_scale_study(settings.model_copy(update={"threads": 2}))
+    assert again.cells_reused == 1 and calls == []
 
 
 def test_bins_study_without_heuristics_reports_no_convergence(bins, tmp_path: Path) -> None:
     out = tmp_path / "bins"
-    settings = ScaleStudySettings(
+    settings = ScaleSettings(
         domain="bins", agents=[8, 12], seeds=[0], algos=["dgpg", "mappo"], episodes=2, baseline_budget=1.5,
         run_config=BINS_SMALL, out=out,
     )  # fmt: skip
@@ -167,7 +169,7 @@ def test_bins_study_without_heuristics_reports_no_convergence(bins, tmp_path: Pa
     assert [(s.agents, s.arm, s.episodes) for s in result.summaries] == [
         (8, "dgpg", 2), (8, "mappo", 3), (12, "dgpg", 2), (12, "mappo", 3)
     ]  # fmt: skip
-    assert all(s.converged is None for s in result.summaries)
+    assert all(s.converged is None for s in result.summaries) and result.floor is None
     md = (out / "scale.md").read_text()
     assert "| 8 | DG-PG | 2 | n/a | n/a |" in md and "has no heuristics" in md
     for name in (*FILES, "curves_N8.png", "curves_N12.png"):
@@ -178,7 +180,7 @@ def test_bins_study_without_heuristics_reports_no_convergence(bins, tmp_path: Pa
 def test_alpha_study_arms_are_the_dgpg_trainer_with_alpha_replaced(bins, tmp_path: Path) -> None:
     out = tmp_path / "alpha"
     run_config = copy.deepcopy(BINS_SMALL) | {"guidance": {"alpha": {"kind": "linear", "start": 0.7, "end": 0.1}}}
-    settings = AlphaStudySettings(
+    settings = AlphaSettings(
         domain="bins", agents=[8], seeds=[0], alphas=[0.0, 0.5], episodes=1, run_config=run_config, out=out
     )
     result = run_alpha_study(settings)
@@ -200,18 +202,41 @@ def test_alpha_study_arms_are_the_dgpg_trainer_with_alpha_replaced(bins, tmp_pat
 
 def test_converged_at_maps_evaluations_to_training_episodes() -> None:
     crit = ConvergenceCriterion(window=1, tolerance=0.05, min_fraction=0.9)
-    cell = CellResult(
-        arm="dgpg", algo="dgpg", agents=5, seed=0, episodes=8, out=Path("x"), curve_episodes=[0, 2, 4, 6, 8],
-        curve=[-100.0, -50.0, -1.0, 0.0, 0.0], best=0.0, best_episode=6, final=0.0, final_other_mode=0.0,
-        seconds=1.0, steps_per_episode=1,
-    )  # fmt: skip
+    episodes, curve = [0, 2, 4, 6, 8], [-100.0, -50.0, -1.0, 0.0, 0.0]
     # the untrained evaluation (episode 0) is left out; the 3rd evaluation after training is episode 6
-    assert _converged_at(cell, -100.0, 0.0, crit) == 4  # -1 is within 5 % of the range of the final 0
-    assert _converged_at(cell, -100.0, 0.0, ConvergenceCriterion(window=1, tolerance=0.001)) == 6
-    assert _converged_at(cell, -100.0, -100.0, crit) is None  # floor == target: not defined
-    assert _converged_at(cell, None, 0.0, crit) is None
-    cell.curve = [-100.0, -90.0, -95.0, -99.0, -98.0]  # ends near the floor: the quality gate fails
-    assert _converged_at(cell, -100.0, 0.0, crit) is None
+    assert converged_at(episodes, curve, -100.0, 0.0, crit) == 4  # -1 is within 5 % of the range of the final 0
+    assert converged_at(episodes, curve, -100.0, 0.0, ConvergenceCriterion(window=1, tolerance=0.001)) == 6
+    assert converged_at(episodes, curve, -100.0, -100.0, crit) is None  # floor == target: not defined
+    assert converged_at(episodes, curve, None, 0.0, crit) is None
+    assert converged_at(episodes, [-100.0, None, -1.0, None, 0.0], -100.0, 0.0, crit) == 4  # unevaluated: skipped
+    # ends near the floor: the quality gate fails
+    assert converged_at(episodes, [-100.0, -90.0, -95.0, -99.0, -98.0], -100.0, 0.0, crit) is None
+
+
+def test_arms_are_learner_presets_with_the_guided_budget_for_guided_ones() -> None:
+    settings = ScaleSettings(domain="cloud", algos=["dgpg", "mappo", "ippo", "mfac", "dgpg_exact"], episodes=4)
+    arms = [(a.name, a.label, a.algo, a.episodes) for a in settings.arms()]
+    assert arms == [("dgpg", "DG-PG", "dgpg", 4), ("mappo", "MAPPO", "mappo", 10), ("ippo", "IPPO", "ippo", 10),
+                    ("mfac", "MF-AC", "mfac", 10), ("dgpg_exact", "DG-PG (exact)", "dgpg_exact", 4)]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown learner presets \\['sac'\\]"):
+        ScaleSettings(domain="cloud", algos=["dgpg", "sac"])
+
+
+def test_domain_is_required_and_floor_target_come_from_the_domain(bins) -> None:
+    with pytest.raises(ConfigError, match="no domain given"):
+        run_scale_study(ScaleSettings(agents=[4]))
+    cloud = get_domain("cloud").from_config(4, {})
+    assert floor_target(ScaleSettings(domain="cloud"), cloud).floor == "random"  # CloudDomain.floor_heuristic
+    own = floor_target(ScaleSettings(domain="cloud", floor="round_robin", target="least_loaded"), cloud)
+    assert (own.floor, own.target, own.defined) == ("round_robin", "least_loaded", True)
+    with pytest.raises(ConfigError, match="convergence needs the heuristics \\['nope'\\]"):
+        floor_target(ScaleSettings(domain="cloud", floor="nope"), cloud)
+    none = floor_target(ScaleSettings(domain="bins"), get_domain("bins").from_config(8, {}))
+    assert not none.defined and "has no heuristics" in none.note
+    with pytest.raises(ConfigError, match="does not have"):  # named, but the domain has no heuristics at all
+        floor_target(ScaleSettings(domain="bins", floor="random", target="best_fit"), get_domain("bins").from_config(8, {}))
+    with pytest.raises(ValueError, match="different heuristics"):
+        ScaleSettings(domain="cloud", floor="random", target="random")
 
 
 def test_cli_scale_and_alpha_through_register(bins, tmp_path: Path) -> None:
@@ -227,7 +252,8 @@ def test_cli_scale_and_alpha_through_register(bins, tmp_path: Path) -> None:
     assert sorted({(c["arm"], c["seed"], c["episodes"]) for c in doc["cells"]}) == [
         ("dgpg", 0, 1), ("dgpg", 1, 1), ("mappo", 0, 2), ("mappo", 1, 2)
     ]  # fmt: skip
-    assert "--agents 8 --algos dgpg,mappo --seeds 0,1" in (out / "command.txt").read_text()
+    command = (out / "command.txt").read_text()
+    assert "--agents 8 --seeds 0,1" in command and "--algos dgpg,mappo" in command and "--floor" not in command
 
     alpha_out = tmp_path / "alpha"
     args = ["study", "alpha", "--domain", "bins", "--agents", "8", "--alphas", "0", "--no-decay", "--seeds", "0"]
@@ -245,8 +271,12 @@ def test_cli_scale_and_alpha_through_register(bins, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "[0, 1]" in bad.output
     bad = runner.invoke(app, ["study", "scale", "--tolerance", "0", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "tolerance" in bad.output and "(0, 1]" in bad.output
-    bad = runner.invoke(app, ["study", "scale", "--agents", "4", "--floor", "nope", "--out", str(tmp_path / "x")])
+    bad = runner.invoke(app, ["study", "scale", "--domain", "cloud", "--agents", "4", "--floor", "nope",
+                              "--out", str(tmp_path / "x")])  # fmt: skip
     assert bad.exit_code == 2 and "convergence needs the heuristics ['nope']" in bad.output
+    bad = runner.invoke(app, ["study", "scale", "--agents", "4", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "no domain given" in bad.output and "cloud" in bad.output
+    assert "Traceback" not in bad.output and len(bad.output.strip().splitlines()) == 1  # one line
     assert not (tmp_path / "x").exists()  # nothing written before the settings are checked
 
 

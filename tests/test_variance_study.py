@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
-from dataclasses import replace
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,11 @@ from guidedmarl import RunConfig
 from guidedmarl.cli import app
 from guidedmarl.config import ConfigError
 from guidedmarl.experiment import build
-from guidedmarl.studies import ESTIMATORS, VarianceStudySettings, fit_power_law, run_variance_study
-from guidedmarl.studies.variance import _score
+from guidedmarl.studies.options import validate_settings
+from guidedmarl.studies.stats import fit_power_law
+from guidedmarl.studies.variance import ESTIMATORS, VarianceSettings, run_variance_study
+from guidedmarl.studies.variance import measure
+from guidedmarl.studies.variance.measure import score
 
 runner = CliRunner()
 FILES = ("variance.csv", "variance.md", "variance.json", "variance.png", "command.txt")
@@ -47,7 +51,7 @@ def _check_outputs(out: Path, agents: list[int]) -> dict:
 
 def test_bins_study_writes_every_file_with_finite_slopes(bins, tmp_path: Path) -> None:
     out = tmp_path / "bins"
-    settings = VarianceStudySettings(
+    settings = VarianceSettings(
         domain="bins", agents=[8, 16, 32], rollouts=8, scenarios=2, horizon=3, bootstrap=30, out=out, threads=1
     )
     result = run_variance_study(settings)
@@ -63,7 +67,7 @@ def test_bins_study_writes_every_file_with_finite_slopes(bins, tmp_path: Path) -
 
 def test_cloud_study_runs_on_small_settings(tmp_path: Path) -> None:
     out = tmp_path / "cloud"
-    settings = VarianceStudySettings(
+    settings = VarianceSettings(
         domain="cloud", agents=[4, 8], rollouts=8, scenarios=2, bootstrap=20, out=out, threads=1, run_config=CLOUD_SMALL
     )
     result = run_variance_study(settings)
@@ -104,7 +108,7 @@ def test_checkpoint_policy_is_loaded_only_where_it_fits(bins, tmp_path: Path) ->
     ckpt = trained.out / "final.pt"
     # shared parameters: any N with the same observation size (bins: N = 8 and N = 9 both have M = 2)
     out = tmp_path / "from_ckpt"
-    settings = VarianceStudySettings(
+    settings = VarianceSettings(
         domain="bins", agents=[8, 9], rollouts=4, scenarios=1, horizon=2, bootstrap=0, out=out, checkpoint=ckpt
     )
     run_variance_study(settings)
@@ -112,19 +116,19 @@ def test_checkpoint_policy_is_loaded_only_where_it_fits(bins, tmp_path: Path) ->
     doc = json.loads((out / "variance.json").read_text())
     assert doc["resolved"]["progress"] == 1.0 and doc["resolved"]["alpha"] == pytest.approx(0.2)  # end of the schedule
     # the policy really is the checkpoint's: a different policy gives different gradients
-    fresh = run_variance_study(replace(settings, checkpoint=None, out=tmp_path / "fresh"))
+    fresh = run_variance_study(settings.model_copy(update={"checkpoint": None, "out": tmp_path / "fresh"}))
     assert [r["variance"] for r in fresh.rows] != [float(r["variance"]) for r in _rows(out)]
 
     # per-agent weights: only at their own N
     per_agent = RunConfig(domain="bins", agents=8, seed=3, ppo={"shared_parameters": False})
     _, trainer = build(per_agent)
     torch.save(trainer.state_dict(), tmp_path / "own.pt")
-    bad = replace(
-        settings, checkpoint=tmp_path / "own.pt", out=tmp_path / "bad", run_config={"ppo": {"shared_parameters": False}}
+    bad = settings.model_copy(
+        update={"checkpoint": tmp_path / "own.pt", "out": tmp_path / "bad", "run_config": {"ppo": {"shared_parameters": False}}}
     )
     with pytest.raises(ConfigError, match="does not fit the policy at N = 9"):
         run_variance_study(bad)
-    run_variance_study(replace(bad, agents=[8]))  # its own N is fine
+    run_variance_study(bad.model_copy(update={"agents": [8]}))  # its own N is fine
 
 
 def test_power_law_fit_recovers_known_slopes() -> None:
@@ -151,7 +155,7 @@ def test_logit_score_is_the_gradient_of_log_pi(bins) -> None:
     dist = torch.distributions.Categorical(logits=logits)
     actions = dist.sample()
     (grad,) = torch.autograd.grad(dist.log_prob(actions).sum(), logits)
-    torch.testing.assert_close(_score(trainer.actor, dist, actions), grad)
+    torch.testing.assert_close(score(trainer.actor, dist, actions), grad)
 
 
 def test_bins_guidance_variance_flat_while_shared_return_variance_grows(bins, tmp_path: Path) -> None:
@@ -161,7 +165,7 @@ def test_bins_guidance_variance_flat_while_shared_return_variance_grows(bins, tm
     variance grows like N already in the environment's units ("mean"), while g_i only
     involves agent i's bin: its variance does not grow with N.
     """
-    settings = VarianceStudySettings(
+    settings = VarianceSettings(
         domain="bins", agents=[8, 32, 128], rollouts=32, scenarios=4, horizon=3, bootstrap=0,
         reward_units="mean", seed=1, out=tmp_path / "claim", threads=1,
     )  # fmt: skip
@@ -172,9 +176,7 @@ def test_bins_guidance_variance_flat_while_shared_return_variance_grows(bins, tm
     assert abs(guidance) < 0.5, guidance
     assert shared - guidance > 0.6
     # the same data in sum units: the shared-return variance gains exactly N^2, the others nothing
-    summed = run_variance_study(
-        VarianceStudySettings(**{**settings.__dict__, "reward_units": "sum", "out": tmp_path / "sum"})
-    )
+    summed = run_variance_study(settings.model_copy(update={"reward_units": "sum", "out": tmp_path / "sum"}))
     assert summed.fits["variance"]["shared"].slope == pytest.approx(shared + 2.0, abs=1e-6)
     assert summed.fits["variance"]["guidance"].slope == pytest.approx(guidance, abs=1e-9)
     assert summed.fits["variance"]["dgpg"].slope == pytest.approx(result.fits["variance"]["dgpg"].slope, abs=1e-6)
@@ -183,7 +185,7 @@ def test_bins_guidance_variance_flat_while_shared_return_variance_grows(bins, tm
 # ------------------------------------------------------------------ --surrogate (stress test)
 def test_parse_surrogate_accepts_text_json_and_configs() -> None:
     from guidedmarl.analytical.surrogates import BiasedConfig, NoisyConfig, RoundedConfig
-    from guidedmarl.studies.variance import parse_surrogate, surrogate_label
+    from guidedmarl.studies.variance.settings import parse_surrogate, surrogate_label
 
     assert parse_surrogate(None) is None and parse_surrogate("exact") is None and parse_surrogate(" none ") is None
     assert parse_surrogate("biased:beta=0.3") == BiasedConfig(beta=0.3, direction="random")
@@ -212,8 +214,8 @@ def test_parse_surrogate_accepts_text_json_and_configs() -> None:
 
 def test_surrogate_changes_guidance_but_not_the_shared_return(tmp_path: Path) -> None:
     base = dict(domain="cloud", agents=[4, 8], rollouts=8, scenarios=2, bootstrap=0, threads=1, run_config=CLOUD_SMALL)
-    exact = run_variance_study(VarianceStudySettings(**base, out=tmp_path / "exact"))
-    biased = run_variance_study(VarianceStudySettings(**base, out=tmp_path / "b", surrogate="biased:beta=1"))
+    exact = run_variance_study(VarianceSettings(**base, out=tmp_path / "exact"))
+    biased = run_variance_study(VarianceSettings(**base, out=tmp_path / "b", surrogate="biased:beta=1"))
     var = {(r["N"], r["estimator"]): r["variance"] for r in exact.rows}
     var_b = {(r["N"], r["estimator"]): r["variance"] for r in biased.rows}
     for n in (4, 8):
@@ -229,20 +231,25 @@ def test_surrogate_changes_guidance_but_not_the_shared_return(tmp_path: Path) ->
     # the option replaces a surrogate of the run settings; without it, the run settings decide
     noisy_cfg = {**CLOUD_SMALL, "guidance": {"surrogate": {"kind": "noisy", "sigma": 2.0}}}
     over = run_variance_study(
-        VarianceStudySettings(**{**base, "run_config": noisy_cfg}, out=tmp_path / "over", surrogate="biased:beta=1")
+        VarianceSettings(**{**base, "run_config": noisy_cfg}, out=tmp_path / "over", surrogate="biased:beta=1")
     )
     assert [r["variance"] for r in over.rows] == [r["variance"] for r in biased.rows]
-    from_cfg = run_variance_study(VarianceStudySettings(**{**base, "run_config": noisy_cfg}, out=tmp_path / "cfg"))
+    new_style = {**CLOUD_SMALL, "learner": {"estimator": {"surrogate": {"kind": "noisy", "sigma": 2.0}}}}
+    over = run_variance_study(
+        VarianceSettings(**{**base, "run_config": new_style}, out=tmp_path / "over2", surrogate="biased:beta=1")
+    )
+    assert [r["variance"] for r in over.rows] == [r["variance"] for r in biased.rows]  # learner.estimator too
+    from_cfg = run_variance_study(VarianceSettings(**{**base, "run_config": noisy_cfg}, out=tmp_path / "cfg"))
     assert json.loads((tmp_path / "cfg" / "variance.json").read_text())["resolved"]["surrogate"]["kind"] == "noisy"
     assert [r["variance"] for r in from_cfg.rows] != [r["variance"] for r in exact.rows]
     forced = run_variance_study(
-        VarianceStudySettings(**{**base, "run_config": noisy_cfg}, out=tmp_path / "forced", surrogate="exact")
+        VarianceSettings(**{**base, "run_config": noisy_cfg}, out=tmp_path / "forced", surrogate="exact")
     )
     assert [r["variance"] for r in forced.rows] == [r["variance"] for r in exact.rows]  # "exact" removes it
     assert json.loads((tmp_path / "forced" / "variance.json").read_text())["resolved"]["surrogate"] is None
 
-    with pytest.raises(ConfigError, match="noisy.sigma"):
-        VarianceStudySettings(**base, surrogate="noisy:sigma=-1").check()
+    with pytest.raises(ConfigError, match="surrogate: invalid surrogate 'noisy:sigma=-1': noisy.sigma"):
+        validate_settings(VarianceSettings, {**base, "surrogate": "noisy:sigma=-1"})
 
 
 def test_cli_study_variance_surrogate_option(tmp_path: Path) -> None:
@@ -262,3 +269,45 @@ def test_cli_study_variance_surrogate_option(tmp_path: Path) -> None:
     bad = runner.invoke(app, [*args, "--surrogate", "biased:beta=-0.5", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "biased.beta" in bad.output and "greater than or equal to 0" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+# ------------------------------------------------------------------ continuous actions: the trainer's weight
+def _steer():
+    """The toy continuous "steering" problem of tests/test_continuous_guidance.py."""
+    path = Path(__file__).with_name("test_continuous_guidance.py")
+    spec = importlib.util.spec_from_file_location("guidedmarl_test_steer", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_continuous_guidance_is_the_trainers_weight_with_the_policy_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For continuous actions the study measures the weight training uses: the difference
+    against the policy mean (raw pathwise g would be another quantity, docs/theory_tests.md)."""
+    from guidedmarl.guidance.estimator import StepInputs
+    from guidedmarl.guidance.weights import guidance_weights
+
+    steer = _steer()
+    trainer = steer._trainer(alpha=0.5)
+    seen: list[tuple] = []
+    real = measure.guidance_weights
+
+    def recording(model, actions, context, exact_difference=False, mean_action=None):  # noqa: ANN001, ANN202
+        out = real(model, actions, context, exact_difference, mean_action=mean_action)
+        seen.append((actions, mean_action, context, out))
+        return out
+
+    monkeypatch.setattr(measure, "guidance_weights", recording)
+    batch = measure.collect(trainer, trainer.env, [0, 1, 2, 3] * 4, steer.HORIZON)
+    assert len(seen) == steer.HORIZON
+    for t, (actions, mean, context, _) in enumerate(seen):
+        assert mean is not None and mean.shape == actions.shape
+        active = batch.active[t]
+        inputs = StepInputs(actions, mean, active, lambda context=context: context)
+        torch.testing.assert_close(batch.guidance[t], trainer.estimator.on_step(inputs)["guidance"])  # the same weight
+        raw = guidance_weights(trainer.model, actions, context)  # without the mean: the pathwise weight
+        assert not torch.allclose(raw.reshape(batch.guidance[t].shape), batch.guidance[t])
+    # and the score is the Gaussian one, (a - mu) / sigma^2
+    assert batch.scores.shape == (steer.HORIZON, 16, steer.N, 1)
