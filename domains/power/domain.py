@@ -60,7 +60,8 @@ class PowerDomain(Domain):
         return PowerEnv(num_envs, self.system, self.bank)
 
     def make_model(self) -> PowerModel:
-        return PowerModel()
+        s = self.settings
+        return PowerModel(s.balance_weight, self.num_agents, self.system.network.ptdf_gen.shape[0])
 
     def train_seeds(self, episode: int, num_envs: int, run_seed: int) -> list[int]:
         """Seeds from the pool 0 .. train_scenarios - 1, cycled (their references stay cached)."""

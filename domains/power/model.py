@@ -23,6 +23,15 @@ Local influence (closed form, used to test the generic autograd path that guidan
 
 one output component and the PTDF column of the agent's bus. ``guidance`` uses autograd
 (``closed_form_influence = False``): one backward pass through ``system_state``.
+
+Balance component (``balance_weight`` > 0): x gets one more component, the total output
+over the total scale, b = sum_i p_i / sum_i s_i, whose reference sum_i p_ref,i / sum_i s_i
+is the period's net demand on the same scale (the reference is balanced), and the potential
+weighs it by w_b = ``balance_weight`` x G (every other component weight 1). Why: the
+distance between outputs counts a shortfall spread over many units as a sum of small
+squares, while the reward charges the net imbalance |sum_i p_i - D| ten times the price of
+energy; measured on case118, all of DG-PG's gap to the reference was imbalance
+(docs/domains/power.md). Each agent's influence on b is (hi_i - lo_i) sigmoid'(a_i) / sum s.
 """
 
 from __future__ import annotations
@@ -72,16 +81,37 @@ def state_of_output(p: Tensor, context: PowerContext) -> Tensor:
 
 
 class PowerModel(AnalyticalModel):
-    """x(actions), x_ref and a closed-form z_i for the power dispatch domain (module docstring)."""
+    """x(actions), x_ref and a closed-form z_i for the power dispatch domain (module docstring).
+
+    Args:
+        balance_weight: w_b / G of the balance component (0: no balance component, x = [p/s, f/F]).
+        num_components: G + L, needed for the component weights when ``balance_weight`` > 0.
+    """
 
     action_kind = "continuous"
     closed_form_influence = False  # guidance goes through autograd; `influence` is the closed form
 
+    def __init__(self, balance_weight: float = 0.0, num_generators: int = 0, num_lines: int = 0) -> None:
+        super().__init__()
+        self.balance_weight = balance_weight
+        if balance_weight > 0:
+            weights = torch.ones(num_generators + num_lines + 1)
+            weights[-1] = balance_weight * num_generators
+            self.component_weights = weights
+
+    def _with_balance(self, x: Tensor, p: Tensor, context: PowerContext) -> Tensor:
+        if self.balance_weight <= 0:
+            return x
+        total = p.sum(-1, keepdim=True) / context.scale.to(p.dtype).sum()
+        return torch.cat([x, total], dim=-1)
+
     def system_state(self, actions: Tensor, context: PowerContext) -> Tensor:
-        return state_of_output(output_of(actions, context), context)
+        p = output_of(actions, context)
+        return self._with_balance(state_of_output(p, context), p, context)
 
     def reference_state(self, context: PowerContext) -> Tensor:
-        return state_of_output(context.reference_output.to(torch.get_default_dtype()), context)
+        p = context.reference_output.to(torch.get_default_dtype())
+        return self._with_balance(state_of_output(p, context), p, context)
 
     def influence(self, actions: Tensor, context: PowerContext) -> SparseInfluence:
         """Closed-form z_i: index ``[E, G, 1 + L]`` (own output, every line), values alike."""
@@ -97,4 +127,8 @@ class PowerModel(AnalyticalModel):
         agent = torch.arange(g).view(1, g, 1)
         line = g + torch.arange(lines).view(1, 1, lines)
         index = torch.cat([agent, line.expand(1, g, lines)], dim=-1).expand(e, g, 1 + lines)
+        if self.balance_weight > 0:
+            balance = (dp / context.scale.to(dtype).sum()).unsqueeze(-1)  # [E, G, 1]
+            value = torch.cat([value, balance], dim=-1)
+            index = torch.cat([index, torch.full((e, g, 1), g + lines)], dim=-1)
         return SparseInfluence(index=index, value=value)

@@ -67,6 +67,13 @@ class PowerSettings(BaseModel):
         description="lambda_f: penalty per p.u. of line overload, in units of the case price (reward and reference)",
     )
     train_scenarios: int = Field(16, ge=1, le=1_000_000, description="size of the pool of training scenarios")
+    balance_weight: float = Field(
+        10.0,
+        ge=0,
+        le=1e6,
+        description="weight per generator of the power-balance component of the guidance potential "
+        "(0: the state is outputs and flows only, as before 2026-12-01; see docs/domains/power.md)",
+    )
     load: LoadSettings = Field(default_factory=LoadSettings)
     reference_solver: Literal["auto", "cvxpylayers", "sparse"] = Field(
         "auto",

@@ -215,6 +215,31 @@ def test_guidance_is_the_vector_jacobian_product(float64: None) -> None:
     torch.testing.assert_close(weight, g * (actions - mean)[..., 0])
 
 
+def test_balance_component_of_the_default_model(float64: None) -> None:
+    """The default model (balance_weight 10) appends b = sum p / sum s, weighs it 10 G, and its
+    closed-form influence (dp_i / sum s) equals autograd; balance_weight 0 is the plain model."""
+    domain, env = make()
+    assert domain.settings.balance_weight == 10.0
+    model = domain.make_model()
+    ctx = context_after(env)
+    actions = random_actions(env, torch.Generator().manual_seed(8), scale=2.0)
+    x, x_ref = model.state(actions, ctx), model.reference(ctx)
+    plain = PowerModel()
+    torch.testing.assert_close(x[:, :-1], plain.state(actions, ctx))
+    p = output_of(actions, ctx)
+    torch.testing.assert_close(x[:, -1], p.sum(-1) / ctx.scale.sum())
+    torch.testing.assert_close(x_ref[:, -1], env.reference[:, env.t].sum(-1) / ctx.scale.sum())
+    assert model.component_weights is not None and float(model.component_weights[-1]) == 10.0 * 6
+    assert bool((model.component_weights[:-1] == 1).all())
+    dim = x.shape[1]
+    closed = model.influence(actions, ctx).dense(dim)
+    torch.testing.assert_close(closed, AnalyticalModel.influence(model, actions, ctx).dense(dim), rtol=1e-10, atol=1e-12)
+    # the first-order weight includes the balance term: w_b (b - b_ref) db/da_i
+    g = guidance_weights(model, actions, ctx)
+    expected = torch.einsum("end,ed->en", closed, (x - x_ref) * model.component_weights)
+    torch.testing.assert_close(g, expected)
+
+
 def test_state_map_is_the_action_map_then_dc_flow(float64: None) -> None:
     _, env = make()
     ctx = context_after(env)
