@@ -56,26 +56,14 @@ def plot_learning_curve(
         lw=1,
         label="train episodic return",
     )
-    tested = [m for m in metrics if "test_reward" in m]
-    if tested:
-        ax.plot(
-            [m["episode"] for m in tested],
-            [m["test_reward"] for m in tested],
-            marker="o",
-            ms=3,
-            color="tab:blue",
-            label="test reward (held-out scenarios)",
-        )
-    validated = [m for m in metrics if "validation_reward" in m]
-    if validated:
-        ax.plot(
-            [m["episode"] for m in validated],
-            [m["validation_reward"] for m in validated],
-            ls="--",
-            lw=1,
-            color="tab:cyan",
-            label="validation reward (checkpoint selection)",
-        )
+    evaluated = (
+        ("test_reward", "test reward (held-out scenarios)", {"marker": "o", "ms": 3, "color": "tab:blue"}),
+        ("validation_reward", "validation reward (checkpoint selection)", {"ls": "--", "lw": 1, "color": "tab:cyan"}),
+    )
+    for key, label, style in evaluated:
+        rows = [m for m in metrics if key in m]
+        if rows:
+            ax.plot([m["episode"] for m in rows], [m[key] for m in rows], label=label, **style)  # type: ignore[arg-type]
     styles = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1))]
     for k, (name, value) in enumerate(sorted(baselines.items(), key=lambda kv: -kv[1])):
         ax.axhline(value, ls=styles[k % len(styles)], color=f"C{k + 1}", lw=1.2, label=f"{name} (heuristic)")
