@@ -96,7 +96,7 @@ def test_cloud_scale_study_outputs_fairness_and_resume(tmp_path: Path, monkeypat
 
     # table: one row per (N, arm) in the Markdown and the CSV, heuristics per N
     md = (out / "scale.md").read_text()
-    assert "| N | algorithm | episodes | converged | episodes to converge | best-checkpoint test reward" in md
+    assert "| N | algorithm | episodes | converged | episodes to converge | best-checkpoint (validation) test reward" in md
     for n in (4, 6):
         for label in ("DG-PG", "MAPPO", "IPPO"):
             assert f"| {n} | {label} |" in md

@@ -159,7 +159,9 @@ def _write_markdown(result: GridStudyResult, settings: GridSettings, arms: list[
         "* every cell is one `guidedmarl run` with the same networks, PPO settings, training and test scenarios; "
         "the arms differ only in " + _differ_in(arms),
         "* test reward: mean episodic team reward over the held-out test scenarios after each training episode; "
-        "mean ± sample std over seeds",
+        "mean ± sample std over seeds; *best checkpoint*: the checkpoint with the best reward on the validation "
+        "scenarios (seeded apart from training and test; the test set when `eval.validation_scenarios = 0`), "
+        "reported on the test scenarios",
         f"* convergence: `ConvergenceCriterion(window={crit.window}, tolerance={crit.tolerance}, "
         f"min_fraction={crit.min_fraction})` on the test-reward curve (episodes 1...), {levels}; episodes to "
         "converge: mean over converged seeds [per seed, – = not converged]",
@@ -176,7 +178,7 @@ def _write_markdown(result: GridStudyResult, settings: GridSettings, arms: list[
         )
     md += [
         "",
-        "| N | algorithm | episodes | converged | episodes to converge | best-checkpoint test reward "
+        "| N | algorithm | episodes | converged | episodes to converge | best-checkpoint (validation) test reward "
         "| final test reward | best episode | wall-clock per run (s) |",
         "|---:|---|---:|---|---|---:|---:|---:|---:|",
     ]
