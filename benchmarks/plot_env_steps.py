@@ -59,6 +59,7 @@ def main() -> None:
         label, value = spec.split("=", 1)
         ax.axhline(float(value), ls="--", lw=1, color=f"C{len(args.line) + k}", label=label)
     ax.set_xscale("symlog", linthresh=100)
+    ax.set_xlim(left=0)
     ax.set_yscale("symlog", linthresh=100)
     ax.set_xlabel("environment steps (updates x environments x horizon)")
     ax.set_ylabel("test reward (40 held-out scenarios)")
