@@ -36,6 +36,13 @@ def require_domain(name: Any) -> str:
     return str(name)
 
 
+
+def agent_grid(value: list[int]) -> list[int]:
+    """Validator body of an N grid: every N >= 1 (the message names the offending list)."""
+    if any(n < 1 for n in value):
+        raise ValueError(f"every N must be >= 1, got {value}")
+    return value
+
 class StudySettings(BaseModel):
     """Settings every study has (subclasses add their own fields)."""
 

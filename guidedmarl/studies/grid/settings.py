@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from guidedmarl.studies.base import ConvergenceSettings
+from guidedmarl.studies.base import ConvergenceSettings, agent_grid
 from guidedmarl.studies.options import cli
 
 DEFAULT_AGENTS: tuple[int, ...] = (5, 10, 20, 50, 100, 200, 500, 1000, 1500)
@@ -72,9 +72,7 @@ class GridSettings(ConvergenceSettings):
     @field_validator("agents")
     @classmethod
     def _agents(cls, value: list[int]) -> list[int]:
-        if any(n < 1 for n in value):
-            raise ValueError(f"every N must be >= 1, got {value}")
-        return value
+        return agent_grid(value)
 
     @field_validator("seeds")
     @classmethod

@@ -17,7 +17,7 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator, model
 from guidedmarl.analytical.surrogates import BiasedConfig, NoisyConfig, RoundedConfig, SurrogateConfig
 from guidedmarl.config import format_validation_error
 from guidedmarl.errors import ConfigError
-from guidedmarl.studies.base import StudySettings
+from guidedmarl.studies.base import StudySettings, agent_grid
 
 DEFAULT_AGENTS: tuple[int, ...] = (10, 30, 100, 300, 1000, 1500)
 DEFAULT_HORIZON = 20
@@ -136,9 +136,7 @@ class VarianceSettings(StudySettings):
     @field_validator("agents")
     @classmethod
     def _agents(cls, value: list[int]) -> list[int]:
-        if any(n < 1 for n in value):
-            raise ValueError(f"every N must be >= 1, got {value}")
-        return value
+        return agent_grid(value)
 
     @field_validator("checkpoint")
     @classmethod
