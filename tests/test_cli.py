@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from guidedmarl.cli import app
-from guidedmarl_domains.cloud.heuristics import HEURISTICS
+from guidedmarl_domains.cloud.rules import HEURISTICS
 
 runner = CliRunner()
 

@@ -13,7 +13,8 @@ from guidedmarl.env import MultiAgentVecEnv, Step
 
 from .env import CloudEnv
 from .fleet import make_candidate_sets, make_fleet
-from .heuristics import HEURISTICS, ClusterView, Heuristic
+from .heuristics import ClusterView, Heuristic
+from .rules import HEURISTICS
 from .model import CloudModel
 from .settings import CloudSettings
 

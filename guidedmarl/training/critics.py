@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from guidedmarl.env import EnvSpec, MultiAgentVecEnv, Step
+from guidedmarl.errors import ConfigError
 from guidedmarl.registry import Registry
 from guidedmarl.training.networks import AgentMLP
 
@@ -107,7 +108,10 @@ class MeanFieldCritic(Critic):
     def __init__(self, spec: EnvSpec, config: CriticConfig, hidden: list[int], shared: bool) -> None:
         super().__init__(spec, config, hidden, shared)
         if spec.mean_field_dim < 1:
-            raise ValueError("the mean-field critic needs an environment with mean_field_dim >= 1")
+            raise ConfigError(
+                f"learner.critic: the mean_field critic needs an environment whose spec has mean_field_dim >= 1, "
+                f"got {spec.mean_field_dim}"
+            )
         self.net = AgentMLP(spec.num_agents, spec.obs_dim + spec.mean_field_dim, hidden, 1, shared, out_gain=1.0)
 
     def extra_inputs(self, step: Step, actions: Tensor, env: MultiAgentVecEnv) -> dict[str, Tensor]:

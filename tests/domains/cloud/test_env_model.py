@@ -20,7 +20,8 @@ from guidedmarl.evaluation import evaluate_heuristic
 from guidedmarl.experiment import build
 from guidedmarl_domains.cloud import CloudDomain
 from guidedmarl_domains.cloud.env import CANDIDATE_FEATURES, JOB_FEATURES
-from guidedmarl_domains.cloud.heuristics import HEURISTICS, ClusterView, LeastLoaded
+from guidedmarl_domains.cloud.heuristics import ClusterView, LeastLoaded
+from guidedmarl_domains.cloud.rules import HEURISTICS
 from guidedmarl_domains.cloud.model import CloudContext, CloudModel
 from guidedmarl.guidance.weights import guidance_weights
 

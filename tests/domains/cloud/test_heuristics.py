@@ -10,20 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guidedmarl_domains.cloud.fleet import make_candidate_sets, make_fleet
+from guidedmarl_domains.cloud.decentralised import HeadroomRandom, LeastLoadedFit, PowerOfD
 from guidedmarl_domains.cloud.heuristics import (
-    HEURISTICS,
     BestFit,
     ClusterView,
-    HeadroomRandom,
     Heuristic,
     Jobs,
     LeastLoaded,
-    LeastLoadedFit,
-    PowerOfD,
     RandomDispatch,
     RoundRobin,
     SimultaneousBestFit,
 )
+from guidedmarl_domains.cloud.rules import HEURISTICS
 from guidedmarl_domains.cloud.simulator import ClusterSimulator
 
 
@@ -529,7 +527,7 @@ def test_random_rules_need_reset(name: str) -> None:
 def test_headroom_random_absolute_weights_headroom_by_server_size() -> None:
     """Same case in absolute units (headroom x vCPU): agent 0 2, 2, 2, 0, 0 -> 1/3 each on its
     first three candidates; agent 1 0, 2, 1, 0, 1 -> 0, 1/2, 1/4, 0, 1/4."""
-    from guidedmarl_domains.cloud.heuristics import HeadroomRandomAbsolute
+    from guidedmarl_domains.cloud.decentralised import HeadroomRandomAbsolute
 
     envs = 20_000
     view, jobs, relative = headroom_frequency_case(envs)
