@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -29,6 +29,9 @@ class PPOConfig(_Strict):
     """PPO settings shared by every learner (identical for DG-PG, MAPPO, IPPO, ...)."""
 
     learning_rate: float = Field(2e-3, gt=0, le=1, description="Adam step size for actor and critic")
+    anneal_lr: bool = Field(
+        False, description="decay the step size linearly from learning_rate at the first update towards 0 at the last"
+    )
     gamma: float = Field(0.99, ge=0, le=1, description="discount factor")
     gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
     clip_coef: float = Field(0.2, gt=0, le=1, description="PPO ratio clip")
@@ -39,6 +42,12 @@ class PPOConfig(_Strict):
     max_grad_norm: float = Field(0.5, gt=0, le=1e6)
     hidden: list[int] = Field(default_factory=lambda: [64, 64], min_length=1, description="hidden layer widths")
     shared_parameters: bool = Field(True, description="one network for all agents (False: per-agent weights)")
+    actor: Literal["auto", "mlp", "option_scorer"] = Field(
+        "auto",
+        description="policy network: 'mlp' (one output per option), 'option_scorer' (one network scores "
+        "every option from its feature block; needs an environment that declares option_features), "
+        "'auto' (option_scorer where the environment declares option features, else mlp)",
+    )
     value_normalization: bool = Field(True, description="critic learns standardised returns (running statistics)")
 
 
@@ -58,7 +67,11 @@ class EvalConfig(_Strict):
         "(0: choose on the test scenarios, as the paper's 'best checkpoint reward' does)",
     )
     every: int = Field(1, ge=1, description="evaluate the policy every this many training episodes")
-    deterministic: bool = Field(True, description="greedy actions at evaluation")
+    deterministic: bool | None = Field(
+        None,
+        description="greedy actions at evaluation (True), sampled ones (False), or the domain's choice "
+        "(None: Domain.greedy_evaluation)",
+    )
     heuristics: bool = Field(True, description="evaluate the domain's heuristics on the test set")
 
 

@@ -69,6 +69,10 @@ class Domain(ABC):
             floor of the convergence criterion and of normalised scores. None: no floor.
         target_heuristic: the heuristic a learner should reach (e.g. a strong greedy rule):
             the target of the convergence criterion. None: no target.
+        greedy_evaluation: the evaluation mode when ``eval.deterministic`` is not set: True
+            evaluates the most likely action, False samples from the policy. A domain whose
+            agents decide at the same time over shared resources may prefer sampling: a
+            deterministic policy sends agents with the same view to the same option.
         default_agents: N when a run does not give one (``RunConfig.agents`` None). A
             domain whose data fixes N (a power case) overrides ``resolve_agents`` instead.
 
@@ -83,6 +87,7 @@ class Domain(ABC):
     plot_baselines: ClassVar[tuple[str, ...]] = ()
     floor_heuristic: ClassVar[str | None] = None
     target_heuristic: ClassVar[str | None] = None
+    greedy_evaluation: ClassVar[bool] = True
     default_agents: ClassVar[int] = 50
 
     def __init__(self, num_agents: int, settings: BaseModel) -> None:

@@ -35,6 +35,11 @@ class EnvSpec:
         horizon: steps per episode (identical for every environment of a batch).
         mean_field_features: width of :meth:`MultiAgentVecEnv.mean_field` when an environment
             overrides it; 0 means the default field (the others' mean one-hot or action).
+        option_features: for discrete actions, F > 0 declares that an observation starts with
+            ``num_actions`` blocks of F features, block j describing option j (a server, a
+            route), followed by features shared by all options; learners may then score the
+            options with one network (``ppo.actor = "auto"`` or ``"option_scorer"``). 0: no
+            such layout.
     """
 
     num_agents: int
@@ -45,6 +50,7 @@ class EnvSpec:
     num_actions: int = 0
     action_dim: int = 0
     mean_field_features: int = 0
+    option_features: int = 0
 
     @property
     def mean_field_dim(self) -> int:
@@ -62,6 +68,15 @@ class EnvSpec:
             raise ValueError("EnvSpec.num_actions must be >= 1 for discrete actions")
         if self.action_kind == "continuous" and self.action_dim < 1:
             raise ValueError("EnvSpec.action_dim must be >= 1 for continuous actions")
+        if self.option_features < 0:
+            raise ValueError(f"EnvSpec.option_features must be >= 0, got {self.option_features}")
+        if self.option_features and (
+            self.action_kind != "discrete" or self.num_actions * self.option_features > self.obs_dim
+        ):
+            raise ValueError(
+                "EnvSpec.option_features needs discrete actions and num_actions * option_features <= obs_dim "
+                f"(got {self.action_kind}, {self.num_actions} x {self.option_features} > {self.obs_dim}?)"
+            )
 
 
 @dataclass

@@ -95,6 +95,8 @@ def resolved_config(config: RunConfig, domain: Domain) -> dict[str, Any]:
     # the thread count changes the order of floating-point sums, hence the numbers of a run:
     # record it so that re-running this config reproduces the run exactly
     data["threads"] = config.threads or torch.get_num_threads()
+    if data["eval"]["deterministic"] is None:  # the domain's evaluation mode, written out
+        data["eval"]["deterministic"] = domain.greedy_evaluation
     return data
 
 
@@ -142,8 +144,10 @@ def run_experiment(
             baselines[name] = evaluate_heuristic(factory, test_env, test_seeds, seed=config.seed)
         (out / "baselines.json").write_text(json.dumps({k: v.as_dict() for k, v in baselines.items()}, indent=1))
 
+    greedy = domain.greedy_evaluation if config.eval.deterministic is None else config.eval.deterministic
+
     def act(step: Any) -> Any:
-        return trainer.act(step, config.eval.deterministic)
+        return trainer.act(step, greedy)
 
     def evaluate(row: dict[str, float]) -> tuple[float, float]:
         """(selection score, test reward) of the current policy; fills ``row``."""
@@ -182,7 +186,7 @@ def run_experiment(
     torch.save(trainer.state_dict(), out / "final.pt")
     # the final policy in the other action mode (sampled if evaluation is greedy, and vice
     # versa): a greedy policy can herd agents onto one option, a sampled one spreads them
-    other_mode = not config.eval.deterministic
+    other_mode = not greedy
     other = run_policy(test_env, test_seeds, lambda s: trainer.act(s, other_mode)).mean
     seconds = time.perf_counter() - start
     summary = {
@@ -198,7 +202,8 @@ def run_experiment(
         "best_episode": best_episode,
         "best_test_reward_on_test": max_test,
         "final_test_reward": final,
-        "evaluation_mode": "greedy" if config.eval.deterministic else "sampled",
+        "evaluation_mode": "greedy" if greedy else "sampled",
+        "actor": type(trainer.actor.net).__name__,
         "final_test_reward_other_mode": other,
         "baselines": {k: v.mean for k, v in baselines.items()},
         "seconds": seconds,

@@ -67,6 +67,7 @@ class CloudEnv(MultiAgentVecEnv):
             action_kind="discrete",
             num_actions=k,
             mean_field_features=2 * k,
+            option_features=CANDIDATE_FEATURES,
         )
         self.sim = ClusterSimulator(fleet.cpu, fleet.mem, num_envs)
         self.scenario: Scenario | None = None

@@ -92,6 +92,8 @@ class CloudModel(AnalyticalModel):
         potential: Literal["distance", "capacity"] = "capacity",
         overload_penalty: float = 100.0,
         component_weights: Tensor | None = None,
+        distance_weight: float = 1.0,
+        packing_weight: float = 0.0,
     ):
         super().__init__(num_actions=num_candidates)
         self.layer = layer
@@ -100,24 +102,30 @@ class CloudModel(AnalyticalModel):
         self.potential_kind = potential
         self.overload_penalty = overload_penalty
         self.component_weights = component_weights
+        self.distance_weight = distance_weight
+        self.packing_weight = packing_weight
 
     def potential_terms(self, x: Tensor, x_ref: Tensor) -> Tensor:
-        terms = 0.5 * (x - x_ref).square()
+        terms = 0.5 * self.distance_weight * (x - x_ref).square()
         if self.potential_kind == "capacity":
             terms = terms + 0.5 * self.overload_penalty * torch.relu(x - 1.0).square()
+            terms = terms - 0.5 * self.packing_weight * (1.0 - x.clamp(max=1.0)).square()
         return terms
 
     def potential_gradient(self, x: Tensor, x_ref: Tensor) -> Tensor:
-        grad = x - x_ref
+        grad = self.distance_weight * (x - x_ref)
         if self.potential_kind == "capacity":
             grad = grad + self.overload_penalty * torch.relu(x - 1.0)
+            grad = grad + self.packing_weight * (1.0 - x.clamp(max=1.0))
         return grad
 
     def potential_drop(self, x: Tensor, x_ref: Tensor, step: Tensor) -> Tensor:
-        drop = (x - x_ref) * step - 0.5 * step.square()
+        drop = self.distance_weight * ((x - x_ref) * step - 0.5 * step.square())
         if self.potential_kind == "capacity":
             over_now, over_before = torch.relu(x - 1.0), torch.relu(x - step - 1.0)
             drop = drop + 0.5 * self.overload_penalty * (over_now - over_before) * (over_now + over_before)
+            room_now, room_before = 1.0 - x.clamp(max=1.0), 1.0 - (x - step).clamp(max=1.0)
+            drop = drop + 0.5 * self.packing_weight * (room_before - room_now) * (room_before + room_now)
         return drop
 
     def system_state(self, actions: Tensor, context: CloudContext) -> Tensor:

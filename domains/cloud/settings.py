@@ -39,6 +39,8 @@ class CloudSettings(BaseModel):
         "overload_penalty/2 ||relu(x - 1)||^2 (committed load beyond capacity)",
     )
     overload_penalty: float = Field(100.0, ge=0, le=1e6, description="lambda of the 'capacity' potential")
+    distance_weight: float = Field(1.0, ge=0, le=1e6, description="weight of the distance term of the potential")
+    packing_weight: float = Field(0.0, ge=0, le=1e6, description="mu of the 'capacity' potential's packing term")
     potential_weighting: Literal["uniform", "capacity"] = Field(
         "capacity", description="weights of the servers' components in the potential: equal, or capacity / mean capacity"
     )

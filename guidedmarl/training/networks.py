@@ -4,6 +4,11 @@
   through the agent-specific features of their observations.
 * Per-agent parameters (``shared=False``): each layer holds a stacked weight ``[N, in, out]``
   applied with one batched matmul, so heterogeneous agents cost no Python loop over agents.
+* Option scorer (discrete actions whose observation holds one feature block per option,
+  :attr:`guidedmarl.env.EnvSpec.option_features`): one MLP scores every option from its own
+  block and the agent's shared features, so the policy is permutation-equivariant over the
+  options (renaming a server renames its logit) and learns one rule for all K options instead
+  of K position-specific ones.
 
 Initialisation follows common PPO practice: orthogonal weights, gain sqrt(2) on hidden
 layers, 0.01 on the policy head (near-uniform initial policy), 1.0 on the value head.
@@ -65,6 +70,46 @@ class AgentMLP(nn.Module):
         return self.body(x)
 
 
+class OptionScorer(nn.Module):
+    """Logits ``[..., N, K]`` from observations laid out as K option blocks then shared features.
+
+    Observation of one agent: ``[f_0, ..., f_{K-1}, s]`` with each ``f_j`` of length F (the
+    features of option j) and ``s`` the features common to all options (the rest of the
+    vector). Option j's logit is ``MLP([f_j, s])``, the same MLP for every j. With per-agent
+    parameters the MLP is per agent (one stacked weight), shared across that agent's options.
+    """
+
+    def __init__(
+        self,
+        num_agents: int,
+        obs_dim: int,
+        num_options: int,
+        option_features: int,
+        hidden: list[int],
+        shared: bool,
+        out_gain: float,
+    ) -> None:
+        super().__init__()
+        if num_options * option_features > obs_dim:
+            raise ValueError(
+                f"{num_options} options x {option_features} features exceed the observation's {obs_dim} numbers"
+            )
+        self.num_options, self.option_features = num_options, option_features
+        self.shared = shared
+        scorer_in = option_features + obs_dim - num_options * option_features
+        self.scorer = AgentMLP(num_agents, scorer_in, hidden, 1, shared, out_gain)
+
+    def forward(self, x: Tensor) -> Tensor:
+        k, f = self.num_options, self.option_features
+        blocks = x[..., : k * f].unflatten(-1, (k, f))
+        common = x[..., k * f :].unsqueeze(-2).expand(*x.shape[:-1], k, x.shape[-1] - k * f)
+        per_option = torch.cat([blocks, common], dim=-1)  # [..., (N,) K, F + S]
+        if self.shared:
+            return self.scorer(per_option).squeeze(-1)
+        # per-agent weights act on the agent axis: put it just before the features
+        return self.scorer(per_option.movedim(-2, -3)).squeeze(-1).movedim(-2, -1)
+
+
 def _scatter(packed: Tensor, active: Tensor) -> Tensor:
     """Values of the active entries ``[S, ...]`` back into ``[*active.shape, ...]``, zeros elsewhere."""
     out = packed.new_zeros((*active.shape, *packed.shape[1:]))
@@ -73,7 +118,11 @@ def _scatter(packed: Tensor, active: Tensor) -> Tensor:
 
 
 class Actor(nn.Module):
-    """pi(a_i | o_i): categorical logits (discrete) or a diagonal Gaussian (continuous)."""
+    """pi(a_i | o_i): categorical logits (discrete) or a diagonal Gaussian (continuous).
+
+    ``option_features`` > 0 scores the options with an :class:`OptionScorer` (discrete only);
+    0 uses one MLP with an output per option.
+    """
 
     def __init__(
         self,
@@ -83,12 +132,19 @@ class Actor(nn.Module):
         shared: bool,
         num_actions: int = 0,
         action_dim: int = 0,
+        option_features: int = 0,
     ) -> None:
         super().__init__()
         self.discrete = num_actions > 0
         out = num_actions if self.discrete else action_dim
         self.shared = shared
-        self.net = AgentMLP(num_agents, obs_dim, hidden, out, shared, out_gain=0.01)
+        self.net: nn.Module
+        if option_features:
+            if not self.discrete:
+                raise ValueError("an option-scorer actor needs discrete actions")
+            self.net = OptionScorer(num_agents, obs_dim, num_actions, option_features, hidden, shared, out_gain=0.01)
+        else:
+            self.net = AgentMLP(num_agents, obs_dim, hidden, out, shared, out_gain=0.01)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.zeros(action_dim))
 

@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from guidedmarl.analytical.model import AnalyticalModel
-from guidedmarl.env import MultiAgentVecEnv, Step
-from guidedmarl.errors import TrainingError
+from guidedmarl.env import EnvSpec, MultiAgentVecEnv, Step
+from guidedmarl.errors import ConfigError, TrainingError
 from guidedmarl.guidance.estimator import ESTIMATORS, AdvantageEstimator, StepInputs
 from guidedmarl.training.critics import CRITICS, Critic
 from guidedmarl.training.networks import Actor
@@ -61,6 +61,22 @@ class Rollout:
     def guidance(self) -> Tensor | None:
         """The guidance weights g ``[T, E, N]`` when the estimator recorded them."""
         return self.estimator_records.get("guidance")
+
+
+def actor_option_features(actor: str, spec: EnvSpec) -> int:
+    """F of the option-scorer actor for ``ppo.actor`` on ``spec``, or 0 for a plain MLP.
+
+    ``"auto"`` uses the option scorer exactly where the environment declares per-option
+    features; ``"option_scorer"`` on an environment that does not is a :class:`ConfigError`.
+    """
+    if actor == "mlp":
+        return 0
+    if actor == "option_scorer" and not spec.option_features:
+        raise ConfigError(
+            "ppo.actor = 'option_scorer' needs an environment whose EnvSpec declares option_features "
+            "(per-option blocks of its observation); this one does not: use ppo.actor = 'mlp' or 'auto'"
+        )
+    return spec.option_features
 
 
 def compute_gae(rewards: Tensor, values: Tensor, gamma: float, lam: float) -> Tensor:
@@ -129,6 +145,7 @@ class Trainer:
             ppo.shared_parameters,
             num_actions=spec.num_actions if spec.action_kind == "discrete" else 0,
             action_dim=spec.action_dim if spec.action_kind == "continuous" else 0,
+            option_features=actor_option_features(ppo.actor, spec),
         )
         critic_cls = CRITICS.get(learner.critic.kind)
         self.critic: Critic = critic_cls(spec, learner.critic, ppo.hidden, ppo.shared_parameters)
@@ -281,6 +298,11 @@ class Trainer:
     def train_episode(self, seeds: list[int]) -> dict[str, float]:
         """Collect one episode per environment and update once; returns all metrics."""
         progress = self.episode / max(1, self.total_episodes - 1)
+        lr = self.ppo.learning_rate
+        if self.ppo.anneal_lr:  # linear to 0 over the run, as CleanRL's ppo.py (1 at the first update)
+            lr *= 1.0 - self.episode / max(1, self.total_episodes)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         t0 = time.perf_counter()
         ro = self.collect(seeds)
         t1 = time.perf_counter()
@@ -289,6 +311,7 @@ class Trainer:
         agent_steps = ro.active.numel()
         metrics.update(ro.info)
         metrics.update(
+            learning_rate=lr,
             rollout_seconds=t1 - t0,
             guidance_seconds=ro.seconds.get("guidance", 0.0),
             update_seconds=t2 - t1,
