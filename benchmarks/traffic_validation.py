@@ -68,7 +68,8 @@ def main() -> None:
             diff = np.abs(ue.v[0] - best)
             row["file"] = float(links.total_travel_time(best))
             row["cap_diff"] = float((diff / net.capacity).max())
-            row["rel_diff"] = float((diff / best)[best > 0.01 * net.capacity].max())
+            busy = best > 0.01 * net.capacity
+            row["rel_diff"] = float((diff[busy] / best[busy]).max())
         if paths.size <= args.layer_max_paths:
             from guidedmarl_domains.traffic.layer import solve_with_layer
 
