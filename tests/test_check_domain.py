@@ -21,6 +21,7 @@ from guidedmarl.testing import CheckReport, check_domain
 from guidedmarl_domains.cloud import CloudDomain
 from guidedmarl_domains.cloud.model import CloudModel
 from guidedmarl_domains.power.domain import PowerDomain
+from guidedmarl_domains.traffic import TrafficDomain
 
 torch.set_num_threads(1)
 
@@ -49,16 +50,18 @@ def power() -> PowerDomain:
     return PowerDomain.from_config(None, {"horizon": 4})  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize("name", ["cloud", "power", "bins"])
+@pytest.mark.parametrize("name", ["cloud", "power", "traffic", "bins"])
 def test_project_domains_pass(name: str, bins: Any, power: PowerDomain) -> None:
     domain = {"cloud": lambda: CloudDomain.from_config(6, CLOUD), "power": lambda: power,
+              "traffic": lambda: TrafficDomain.from_config(6, {"network": "braess", "horizon": 5}),
               "bins": lambda: bins.BinsDomain.from_config(8, BINS)}[name]()
     report = checked(domain)
     assert report.ok, report.table()
     report.raise_if_failed()  # no error
     statuses = {r.name: r.status for r in report.results}
     assert len(statuses) == 10 and set(statuses.values()) <= {"pass", "skip", "info"}
-    expected_skips = {"cloud": set(), "power": {"model: affine in one-hot"}, "bins": {"model: influence"}}[name]
+    expected_skips = {"cloud": set(), "power": {"model: affine in one-hot"}, "traffic": set(),
+                      "bins": {"model: influence"}}[name]
     assert {k for k, v in statuses.items() if v == "skip"} == expected_skips
     alignment = report["model: alignment"]
     assert alignment.status == "info" and alignment.figures["samples"] == 64

@@ -19,6 +19,12 @@ def test_cloud_passes_pettingzoo_parallel_api_test() -> None:
     parallel_api_test(_cloud_parallel_env(), num_cycles=20)
 
 
+@pytest.mark.parametrize("network", ["braess", "siouxfalls"])
+def test_traffic_passes_pettingzoo_parallel_api_test(network: str) -> None:
+    domain = get_domain("traffic").from_config(6, {"network": network, "horizon": 5, "train_scenarios": 2})
+    parallel_api_test(as_parallel_env(domain.make_env(1)), num_cycles=10)
+
+
 def test_bins_example_passes_too(bins) -> None:
     domain = get_domain("bins").from_config(8, {"horizon": 4})
     parallel_api_test(as_parallel_env(domain.make_env(1)), num_cycles=10)

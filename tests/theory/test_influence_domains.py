@@ -41,6 +41,7 @@ SMALL_CONFIGS: defaultdict[str, dict[str, Any]] = defaultdict(
         "cloud": {"horizon": 6, "warmup": 2},
         "bins": {"horizon": 4, "agents_per_bin": 2},
         "power": {"horizon": 4},  # case30: N = 6 generators
+        "traffic": {"network": "braess", "horizon": 4},  # 6 packets of the one OD pair, 3 routes
     },
 )
 """Small domain_config per domain; unknown domains are tried with ``{}`` (their defaults)."""
