@@ -32,6 +32,11 @@ Guidance potential phi(x, x_ref) (``potential``):
   be close to x_ref on average and still overload a few servers); the penalty is what the
   reward charges for. Both are separable, so the exact difference costs O(1) per agent.
 
+The ``"capacity"`` potential's two further weights: ``distance_weight`` c scales the distance
+term (c = 0: overload only), and ``packing_weight`` mu adds - mu/2 ||1 - min(x, 1)||^2, which
+rewards uneven headroom (its exact difference is least on the fullest server that still fits
+the job, as Best-Fit chooses). Off by default: neither moved DG-PG's result (docs/results.md).
+
 ``potential_weighting = "capacity"`` weighs server k's two components by C_{k,r} / mean_k
 C_{k,r} (the potential in load units, as the reference program's objective sum l^2 / 2C is):
 a unit of overload on a large server then counts as more waiting jobs than on a small one.
@@ -78,6 +83,9 @@ class CloudModel(AnalyticalModel):
         max_utilisation: upper bound u_max of a server's reference utilisation.
         potential: the guidance potential (see the module docstring).
         overload_penalty: lambda of the ``"capacity"`` potential (per unit utilisation^2).
+        component_weights: ``[2M]`` weights w_j of the potential's components (None: 1).
+        distance_weight: c, weight of the distance term.
+        packing_weight: mu of the ``"capacity"`` potential's packing term.
     """
 
     action_kind = "discrete"

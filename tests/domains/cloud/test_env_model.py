@@ -12,6 +12,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guidedmarl import RunConfig
 from guidedmarl.analytical.layers import make_allocation_layer
@@ -216,7 +218,34 @@ def _generic(model: CloudModel) -> CloudModel:
         potential=model.potential_kind,
         overload_penalty=model.overload_penalty,
         component_weights=model.component_weights,
+        distance_weight=model.distance_weight,
+        packing_weight=model.packing_weight,
     )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    distance_weight=st.floats(0.0, 3.0),
+    overload_penalty=st.floats(0.0, 200.0),
+    packing_weight=st.floats(0.0, 3.0),
+)
+def test_closed_form_potential_gradient_and_drop_match_the_terms(
+    seed: int, distance_weight: float, overload_penalty: float, packing_weight: float
+) -> None:
+    """``potential_gradient`` is the autograd derivative of ``potential_terms`` and
+    ``potential_drop`` their difference, on both sides of the kinks at x = 1 (float64)."""
+    gen = torch.Generator().manual_seed(seed)
+    model = CloudModel(3, make_allocation_layer("waterfill"), potential="capacity", overload_penalty=overload_penalty,
+                       distance_weight=distance_weight, packing_weight=packing_weight)
+    x = (torch.rand(64, generator=gen, dtype=torch.float64) * 1.6).requires_grad_(True)
+    x_ref = torch.rand(64, generator=gen, dtype=torch.float64)
+    step = torch.rand(64, generator=gen, dtype=torch.float64) * 0.5
+    (grad,) = torch.autograd.grad(model.potential_terms(x, x_ref).sum(), x)
+    torch.testing.assert_close(model.potential_gradient(x.detach(), x_ref), grad)
+    x = x.detach()
+    expected = model.potential_terms(x, x_ref) - model.potential_terms(x - step, x_ref)
+    torch.testing.assert_close(model.potential_drop(x, x_ref, step), expected)
 
 
 @pytest.fixture(scope="module")
@@ -255,11 +284,23 @@ def test_closed_form_guidance_equals_generic_vjp(model_case) -> None:
     assert (g_closed[ctx.demand.sum(-1) == 0] == 0).all()  # no job, no influence
 
 
-@pytest.mark.parametrize("potential, weighting", [("distance", "uniform"), ("capacity", "capacity"), ("capacity", "uniform")])
-def test_exact_difference_guidance_is_the_exact_change_of_the_potential(potential: str, weighting: str) -> None:
-    """D_i = phi(x) - phi(x without agent i's job), for the paper's distance and the default
-    capacity-aware, capacity-weighted potential (the job's demand set to 0 = agent i absent)."""
-    domain = small_domain(potential=potential, potential_weighting=weighting)
+@pytest.mark.parametrize(
+    "potential, weighting, extra",
+    [
+        ("distance", "uniform", {}),
+        ("capacity", "capacity", {}),
+        ("capacity", "uniform", {}),
+        ("capacity", "capacity", {"packing_weight": 1.5}),
+        ("capacity", "capacity", {"packing_weight": 1.0, "distance_weight": 0.0}),
+    ],
+)
+def test_exact_difference_guidance_is_the_exact_change_of_the_potential(
+    potential: str, weighting: str, extra: dict
+) -> None:
+    """D_i = phi(x) - phi(x without agent i's job), for the paper's distance, the default
+    capacity-aware, capacity-weighted potential and its packing variants (the job's demand set
+    to 0 = agent i absent)."""
+    domain = small_domain(potential=potential, potential_weighting=weighting, **extra)
     env = domain.make_env(3)
     ctx = context_after(env, [31, 32, 33], steps=3)
     actions = torch.randint(0, env.spec.num_actions, (3, 20), generator=torch.Generator().manual_seed(4))
