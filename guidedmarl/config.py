@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -92,6 +92,10 @@ class RunConfig(_Strict):
         "numbers; another thread count sums in another order, so runs drift apart",
     )
     out: Path = Field(Path("runs/latest"), description="run directory")
+    log: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list,
+        description="optional loggers beside metrics.csv/metrics.json (always written): tensorboard, wandb",
+    )
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     learner: LearnerConfig = Field(description="critic and advantage estimator (filled in from the preset `algo`)")
     eval: EvalConfig = Field(default_factory=EvalConfig)

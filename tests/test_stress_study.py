@@ -38,9 +38,9 @@ class _Counter:
         self.heuristics: list = []
         train, variance, heuristics = stress.run_training, stress.run_variance_study, cells.evaluate_heuristics_cell
 
-        def counted_train(cfg):
+        def counted_train(cfg, **kwargs):
             self.runs.append(cfg)
-            return train(cfg)
+            return train(cfg, **kwargs)
 
         def counted_variance(settings, *args, **kwargs):
             self.variance.append(settings)
