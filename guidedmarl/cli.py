@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from guidedmarl.commands import training
+from guidedmarl.commands import analysis, training
 from guidedmarl.commands.common import console, fail
 from guidedmarl.config import load_settings
 from guidedmarl.domain import available_domains
@@ -25,6 +25,7 @@ from guidedmarl.studies.cli import study_app
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Descent-Guided Policy Gradient (DG-PG) runs.")
 app.add_typer(study_app, name="study")
 training.register(app)
+analysis.register(app)
 __all__ = ["app", "fail"]
 
 
