@@ -17,6 +17,7 @@ from rich.table import Table
 
 from guidedmarl.commands import analysis, training
 from guidedmarl.commands.common import console, fail
+from guidedmarl.commands.settings import config_app
 from guidedmarl.config import load_settings
 from guidedmarl.domain import available_domains
 from guidedmarl.errors import ConfigError, GuidedMarlError
@@ -24,9 +25,27 @@ from guidedmarl.studies.cli import study_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Descent-Guided Policy Gradient (DG-PG) runs.")
 app.add_typer(study_app, name="study")
+app.add_typer(config_app, name="config")
 training.register(app)
 analysis.register(app)
 __all__ = ["app", "fail"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from guidedmarl import __version__
+
+        typer.echo(f"guidedmarl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Descent-Guided Policy Gradient (DG-PG) runs."""
 
 
 @app.command()

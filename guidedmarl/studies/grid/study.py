@@ -106,10 +106,15 @@ def _levels(ft: FloorTarget, rewards: dict[str, dict[str, float]]) -> tuple[floa
 
 
 def run_grid_study(
-    settings: GridSettings, on_progress: Callable[[str], None] | None = None, workers: int = 1
+    settings: GridSettings, on_progress: Callable[[str], None] | None = None, workers: Any = None
 ) -> GridStudyResult:
-    """Run (or resume) every cell of the study and write the outputs (:mod:`guidedmarl.studies.grid`)."""
+    """Run (or resume) every cell of the study and write the outputs (:mod:`guidedmarl.studies.grid`).
+
+    The cells of one N (arms x seeds) run on ``workers`` (a backend or a number of local
+    processes; default: the settings' ``backend`` and ``workers``), one N after another.
+    """
     say = on_progress or (lambda msg: None)
+    workers = settings.backend_spec() if workers is None else workers
     start = time.perf_counter()
     out = settings.resolved_out()
     settings = settings.model_copy(update={"out": out, "agents": settings.grid(), "domain": settings.domain_name})

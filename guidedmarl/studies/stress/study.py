@@ -165,9 +165,10 @@ def _learners(settings: StressSettings) -> list[Learner]:
 
 
 def run_stress_study(
-    settings: StressSettings, on_progress: Callable[[str], None] | None = None, workers: int = 1
+    settings: StressSettings, on_progress: Callable[[str], None] | None = None, workers: Any = None
 ) -> StressResult:
     """Run (or resume) every cell of the stress test and write the outputs to ``out``."""
+    workers = settings.backend_spec() if workers is None else workers
     say = on_progress or (lambda msg: None)
     start = time.perf_counter()
     settings = settings.model_copy(update={"out": settings.resolved_out(), "domain": settings.domain_name})
