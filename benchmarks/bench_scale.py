@@ -229,13 +229,16 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     measured = episodes[1:] if len(episodes) > 1 else episodes
     row["episodes_measured"] = len(measured)
     for key in ("rollout_seconds", "guidance_seconds", "update_seconds"):
-        row[key.replace("_seconds", "_s")] = statistics.mean(m[key] for m in measured)
-    row["first_episode_s"] = episodes[0]["rollout_seconds"] + episodes[0]["update_seconds"]
+        row[key.replace("_seconds", "_s")] = statistics.mean(m[f"time/{key}"] for m in measured)
+    row["first_episode_s"] = episodes[0]["time/rollout_seconds"] + episodes[0]["time/update_seconds"]
     row["train_episode_s"] = row["rollout_s"] + row["update_s"]
     agent_steps = spec.horizon * config.envs * args.n
     row["rollout_agent_steps_per_s"] = agent_steps / row["rollout_s"]
     row["rollout_no_guidance_s"] = row["rollout_s"] - row["guidance_s"]
-    row["trainer_SPS"] = statistics.mean(m["SPS"] for m in measured)
+    # agent-steps per second of one training episode, update included
+    row["trainer_SPS"] = statistics.mean(
+        agent_steps / (m["time/rollout_seconds"] + m["time/update_seconds"]) for m in measured
+    )
     if args.rollout_envs > config.envs and args.n <= args.batched_max_n:
         batched_config = config.model_copy(update={"envs": args.rollout_envs})
         batched_domain, batched = build(batched_config)

@@ -31,9 +31,9 @@ def curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
     """(environment steps, test reward) of one run's evaluations."""
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     per_update = int(cfg["envs"]) * int(cfg["domain_config"]["horizon"])
-    rows = [r for r in json.loads((run / "metrics.json").read_text()) if "test_reward" in r]
+    rows = [r for r in read_metrics(run / "metrics.json") if "eval/test_reward" in r]
     steps = np.array([r["episode"] * per_update for r in rows], dtype=float)
-    return steps, np.array([r["test_reward"] for r in rows], dtype=float)
+    return steps, np.array([r["eval/test_reward"] for r in rows], dtype=float)
 
 
 def main() -> None:

@@ -93,7 +93,7 @@ def main() -> None:
             a: [
                 {"seed": s, "best": r.best_test_reward, "best_episode": r.best_episode, "final": r.final_test_reward,
                  "final_sampled": r.final_test_reward_other_mode,
-                 "seconds": r.seconds, "curve": [m.get("test_reward") for m in r.metrics]}
+                 "seconds": r.seconds, "curve": [m.get("eval/test_reward") for m in r.metrics]}
                 for s, r in zip(args.seeds, runs)
             ]
             for a, runs in results.items()
@@ -104,7 +104,7 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(9, 4.2))
     for k, (algo, runs) in enumerate(results.items()):
-        curves = [[m["test_reward"] for m in r.metrics] for r in runs]
+        curves = [[m["eval/test_reward"] for m in r.metrics] for r in runs]
         episodes = [m["episode"] for m in runs[0].metrics]
         mean = [statistics.fmean(c[i] for c in curves) for i in range(len(curves[0]))]
         lo = [min(c[i] for c in curves) for i in range(len(curves[0]))]

@@ -5,7 +5,7 @@ Data flow: environment (:mod:`guidedmarl.env`) -> analytical model
 (:mod:`guidedmarl.guidance`) -> trainer (:mod:`guidedmarl.training`).
 :mod:`guidedmarl.domain` plugs problems in, :mod:`guidedmarl.learners` names the learners
 (critic + estimator), and :func:`guidedmarl.experiment.run_experiment` ties one experiment
-together. :mod:`guidedmarl.testing` checks a domain against the contract.
+together (:func:`load_run` and :func:`evaluate` read and score its folder afterwards). :mod:`guidedmarl.testing` checks a domain against the contract.
 
 The names below are imported on first use (PEP 562), so ``import guidedmarl`` and the
 command line's ``--help`` stay fast, and :mod:`guidedmarl.errors` can be used without torch.
@@ -56,6 +56,10 @@ _LAZY: dict[str, str] = {
     "register_estimator": "guidedmarl.guidance.estimator",
     "register_preset": "guidedmarl.learners",
     "run_experiment": "guidedmarl.experiment",
+    "Run": "guidedmarl.runs",
+    "evaluate": "guidedmarl.runs",
+    "load_run": "guidedmarl.runs",
+    "Logger": "guidedmarl.loggers",
 }
 
 __all__ = sorted(_LAZY)
@@ -81,6 +85,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from guidedmarl.env import EnvSpec, MultiAgentVecEnv, Step
     from guidedmarl.errors import CheckpointError, ConfigError, DomainError, GuidanceError, GuidedMarlError, SolverError, StudyError, TrainingError
     from guidedmarl.experiment import run_experiment
+    from guidedmarl.loggers import Logger
+    from guidedmarl.runs import Run, evaluate, load_run
     from guidedmarl.guidance.estimator import AdvantageEstimator, EstimatorConfig, GuidedConfig, GuidedEstimator, register_estimator
     from guidedmarl.guidance.schedules import ConstantAlpha, LinearAlpha
     from guidedmarl.guidance.weights import guidance_weights

@@ -37,9 +37,9 @@ class PPOConfig(_Strict):
     clip_coef: float = Field(0.2, gt=0, le=1, description="PPO ratio clip")
     update_epochs: int = Field(8, ge=1, le=100, description="passes over each episode's batch")
     num_minibatches: int = Field(4, ge=1, le=1024, description="minibatches per pass (split over time x env rows)")
-    entropy_coef: float = Field(0.01, ge=0, le=1)
-    value_coef: float = Field(0.5, ge=0, le=100)
-    max_grad_norm: float = Field(0.5, gt=0, le=1e6)
+    entropy_coef: float = Field(0.01, ge=0, le=1, description="weight of the policy-entropy bonus")
+    value_coef: float = Field(0.5, ge=0, le=100, description="weight of the value loss")
+    max_grad_norm: float = Field(0.5, gt=0, le=1e6, description="clip of the global gradient norm")
     hidden: list[int] = Field(default_factory=lambda: [64, 64], min_length=1, description="hidden layer widths")
     shared_parameters: bool = Field(True, description="one network for all agents (False: per-agent weights)")
     actor: Literal["auto", "mlp", "option_scorer"] = Field(
@@ -98,13 +98,18 @@ class RunConfig(_Strict):
     envs: int = Field(1, ge=1, le=4096, description="parallel training environments per episode")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="drives every random generator of the run")
     threads: int | None = Field(
-        None,
+        1,
         ge=1,
         le=256,
-        description="torch intra-op threads (default: torch's). Same seed and same thread count give the same "
-        "numbers; another thread count sums in another order, so runs drift apart",
+        description="torch intra-op threads (default 1: the networks are small, and on a busy machine torch's "
+        "default of one thread per core spins and runs many times slower, see the README; null: torch's default). "
+        "Same seed and same thread count give the same numbers; another thread count sums in another order",
     )
     out: Path = Field(Path("runs/latest"), description="run directory")
+    log: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list,
+        description="optional loggers beside metrics.csv/metrics.json (always written): tensorboard, wandb",
+    )
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     learner: LearnerConfig = Field(description="critic and advantage estimator (filled in from the preset `algo`)")
     eval: EvalConfig = Field(default_factory=EvalConfig)

@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor
 
@@ -37,6 +38,8 @@ TEST_SEED_BASE = 2**31 - 2**20
 """Held-out test scenarios use seeds from here up; training seeds stay below."""
 VALIDATION_SEED_BASE = TEST_SEED_BASE + 2**19
 """Validation scenarios (checkpoint selection) use seeds from here up: apart from training and test."""
+FRESH_SEED_BASE = VALIDATION_SEED_BASE + 2**18
+"""Fresh evaluation scenarios (``guidedmarl evaluate --seed S``) use seeds from here up to 2**31."""
 
 
 class NoSettings(BaseModel):
@@ -136,6 +139,15 @@ class Domain(ABC):
     def validation_seeds(self, count: int) -> list[int]:
         """The fixed validation scenarios, on which checkpoints are chosen (never the test ones)."""
         return [VALIDATION_SEED_BASE + k for k in range(count)]
+
+    def fresh_seeds(self, count: int, seed: int) -> list[int]:
+        """``count`` scenarios drawn with ``seed``, never training, validation or test ones.
+
+        For scoring a checkpoint on scenarios no run has seen (``guidedmarl evaluate --seed``);
+        another ``seed`` draws other scenarios.
+        """
+        rng = np.random.default_rng(seed)
+        return [FRESH_SEED_BASE + int(k) for k in rng.choice(2**31 - FRESH_SEED_BASE, size=count, replace=False)]
 
     def heuristics(self) -> dict[str, Callable[[], HeuristicPolicy]]:
         """Named factories of heuristic baselines (empty if the domain has none)."""

@@ -34,13 +34,21 @@ class EvalResult:
 
 
 @torch.no_grad()
-def run_policy(env: MultiAgentVecEnv, seeds: list[int], act: Callable[[Step], Tensor]) -> EvalResult:
+def run_policy(
+    env: MultiAgentVecEnv, seeds: list[int], act: Callable[[Step], Tensor], sample_seed: int | None = None
+) -> EvalResult:
     """Play one episode per seed (``len(seeds)`` must equal ``env.num_envs``).
 
     Runs inside ``torch.random.fork_rng`` so that evaluating never changes the random
-    stream of training: a run's numbers do not depend on how often it is evaluated.
+    stream of training: a run's numbers do not depend on how often it is evaluated. With
+    ``sample_seed`` the global torch generator is seeded with it inside the fork, so a policy
+    that samples its actions is scored on the same random numbers at every evaluation (the
+    same checkpoint gives the same figure, in the run and in ``guidedmarl evaluate``, and
+    successive checkpoints are compared on common random numbers).
     """
     with torch.random.fork_rng(devices=[]):
+        if sample_seed is not None:
+            torch.manual_seed(sample_seed)
         traj = rollout(env, act, seeds)
     return EvalResult(returns=traj.returns.tolist(), info=traj.info_means())
 

@@ -1,38 +1,36 @@
 """One experiment: build the domain and trainer, train, evaluate, write the run directory.
 
 :func:`build` turns a :class:`RunConfig` into a domain and a trainer; :func:`run_experiment`
-trains it. After every ``eval.every`` training episodes the greedy policy is evaluated on
-the *validation* scenarios (the best checkpoint is chosen there) and on the *test*
-scenarios (reported); the two sets are seeded apart from each other and from training
+trains it, or continues it (``resume=True``) from the folder's ``checkpoint.pt``. After
+every ``eval.every`` training episodes the greedy policy is evaluated on the *validation*
+scenarios (the best checkpoint is chosen there) and on the *test* scenarios (reported);
+the two sets are seeded apart from each other and from training
 (:meth:`Domain.validation_seeds`, :meth:`Domain.test_seeds`). With
 ``eval.validation_scenarios = 0`` the best checkpoint is chosen on the test scenarios, as
 the paper's "best checkpoint reward" does (an optimistic figure: it selects on the data it
 reports).
 
-The run directory holds:
+The run directory holds (every file written atomically, :mod:`guidedmarl.atomic`):
 
-* ``config.yaml``: the resolved configuration, domain settings included (re-runnable with
-  ``guidedmarl run --config DIR/config.yaml``);
-* ``metrics.csv`` and ``metrics.json``: one row per training episode (CleanRL metric names:
-  ``episodic_return``, ``value_loss``, ``approx_kl``, ``clipfrac``, ``explained_variance``,
-  ``SPS``; plus ``validation_reward`` and ``test_reward`` on evaluation episodes), after a
-  row for episode 0 that holds the rewards of the untrained policy;
+* ``config.yaml``: the resolved configuration, domain settings and thread count included
+  (re-runnable with ``guidedmarl run --config DIR/config.yaml --out OTHER``);
+* ``metrics.csv`` and ``metrics.json``: one row per training episode, after a row for
+  episode 0 that holds the rewards of the untrained policy (names: :mod:`guidedmarl.loggers`);
 * ``baselines.json``: each heuristic's reward on the same held-out scenarios;
-* ``summary.json``: the test reward of the checkpoint chosen on validation
-  (``best_test_reward``, episode ``best_episode``) and of the final policy, the test-selected
-  maximum for comparison with the paper (``best_test_reward_on_test``), the final policy in
-  the other action mode (sampled if evaluation is greedy), wall-clock time;
-* ``learning_curve.png``; ``best.pt`` / ``final.pt``: trainer checkpoints.
+* ``summary.json``: ``status`` (:mod:`guidedmarl.rundir`) and, once finished, the test reward
+  of the checkpoint chosen on validation (``best_test_reward``, episode ``best_episode``)
+  and of the final policy, the test-selected maximum for comparison with the paper
+  (``best_test_reward_on_test``), the final policy in the other action mode, wall-clock time;
+* ``checkpoint.pt`` (resume, after every complete episode), ``best.pt``, ``final.pt``
+  (weights), ``provenance.json``, ``learning_curve.png``.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import random
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,27 +38,20 @@ import numpy as np
 import torch
 import yaml
 
+from guidedmarl import checkpoint as ckpt
+from guidedmarl.atomic import atomic_write_text
 from guidedmarl.config import RunConfig
 from guidedmarl.domain import Domain, get_domain
-from guidedmarl.evaluation import EvalResult, evaluate_heuristic, run_policy
-from guidedmarl.learners import preset_label
-from guidedmarl.plotting import plot_learning_curve
+from guidedmarl.errors import CheckpointError
+from guidedmarl.evaluation import EvalResult
+from guidedmarl.run_loop import Progress, RunLoop, RunResult
+from guidedmarl.loggers import make_loggers
+from guidedmarl.rundir import CHECKPOINT, CONFIG, prepare_out, provenance, record_session, run_status, write_status
+from guidedmarl.training import rng
 from guidedmarl.training.trainer import Trainer
 
-
-@dataclass
-class RunResult:
-    """What a run produced (also written to ``out``)."""
-
-    out: Path
-    metrics: list[dict[str, float]]
-    baselines: dict[str, EvalResult]
-    best_test_reward: float  # test reward of the checkpoint chosen on validation
-    best_episode: int
-    final_test_reward: float
-    final_test_reward_other_mode: float
-    seconds: float
-    best_test_reward_on_test: float = float("nan")  # the maximum test reward (selected on test)
+NOT_COMPARED_ON_RESUME = ("out", "log")
+"""Settings a resumed run may change: they do not change its numbers."""
 
 
 def seed_everything(seed: int) -> None:
@@ -100,25 +91,46 @@ def resolved_config(config: RunConfig, domain: Domain) -> dict[str, Any]:
     return data
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rows of differing keys as one CSV: the columns are the union, in first-seen order."""
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+def _restore(out: Path, trainer: Trainer, resolved: dict[str, Any]) -> Progress | None:
+    """The progress of ``out/checkpoint.pt`` loaded into ``trainer`` (None: no checkpoint, start afresh)."""
+    path = out / CHECKPOINT
+    if not path.is_file():
+        return None
+    data = ckpt.load_resume(path)
+    saved = {k: v for k, v in data["config"].items() if k not in NOT_COMPARED_ON_RESUME}
+    now = {k: v for k, v in resolved.items() if k not in NOT_COMPARED_ON_RESUME}
+    if saved != now:
+        keys = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        raise CheckpointError(f"{path} belongs to another configuration (differs in {', '.join(keys)}); "
+                              "resume with the folder's own config.yaml")  # fmt: skip
+    ckpt.load_into(trainer, data["trainer"], path)
+    try:
+        rng.restore(data["rng"], rng.generators_of(trainer))
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}") from None
+    return Progress(**data["loop"])
 
 
-def _write_metrics(out: Path, metrics: list[dict[str, float]]) -> None:
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    write_csv(out / "metrics.csv", metrics)
+def finished_result(out: Path) -> RunResult:
+    """The :class:`RunResult` of a finished run, read back from its folder."""
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    path = out / "baselines.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    baselines = {k: EvalResult(v["returns"], v.get("info", {})) for k, v in stored.items()}
+    return RunResult(out, metrics, baselines, summary["best_test_reward"], summary["best_episode"],
+                     summary["final_test_reward"], summary["final_test_reward_other_mode"], summary["seconds"],
+                     summary["best_test_reward_on_test"])  # fmt: skip
 
 
 def run_experiment(
     config: RunConfig,
     on_episode: Callable[[int, dict[str, float]], None] | None = None,
+    *,
+    resume: bool = False,
+    force: bool = False,
 ) -> RunResult:
     """Train the learner ``config.algo`` on ``config.domain`` and write the run directory.
 
@@ -126,94 +138,52 @@ def run_experiment(
         config: a validated :class:`RunConfig`.
         on_episode: called after every training episode with (episode, metrics), e.g. to
             drive a progress bar.
+        resume: continue the run in ``config.out`` from its last complete episode (from the
+            start if it has no checkpoint; a finished run is returned as it is). The result
+            equals that of an uninterrupted run with the same seed and thread count.
+        force: overwrite a run already in ``config.out``; with ``resume``, continue the run
+            when the folder holds this configuration's checkpoint, else start over.
+
+    Raises:
+        ConfigError: ``config.out`` holds a run and neither ``resume`` nor ``force`` is given.
+        KeyboardInterrupt: Ctrl-C (or SIGTERM through the command line); the folder is left
+            ``interrupted`` and resumable.
     """
+    out = Path(config.out)
+    prepare_out(out, resume, force)
+    if resume and run_status(out) == "finished":
+        return finished_result(out)
     start = time.perf_counter()
     domain, trainer = build(config)
-    out = config.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(resolved_config(config, domain), sort_keys=False))
-
-    test_env = domain.make_env(config.eval.test_scenarios)
-    test_seeds = domain.test_seeds(config.eval.test_scenarios)
-    n_val = config.eval.validation_scenarios
-    val_env = domain.make_env(n_val) if n_val else None
-    val_seeds = domain.validation_seeds(n_val)
-    baselines: dict[str, EvalResult] = {}
-    if config.eval.heuristics:
-        for name, factory in domain.heuristics().items():
-            baselines[name] = evaluate_heuristic(factory, test_env, test_seeds, seed=config.seed)
-        (out / "baselines.json").write_text(json.dumps({k: v.as_dict() for k, v in baselines.items()}, indent=1))
-
-    greedy = domain.greedy_evaluation if config.eval.deterministic is None else config.eval.deterministic
-
-    def act(step: Any) -> Any:
-        return trainer.act(step, greedy)
-
-    def evaluate(row: dict[str, float]) -> tuple[float, float]:
-        """(selection score, test reward) of the current policy; fills ``row``."""
-        test = run_policy(test_env, test_seeds, act)
-        row["test_reward"], row["test_reward_std"] = test.mean, test.std
-        for k, v in test.info.items():
-            row[f"test_{k}"] = v
-        if val_env is None:
-            return test.mean, test.mean
-        val = run_policy(val_env, val_seeds, act)
-        row["validation_reward"] = val.mean
-        return val.mean, test.mean
-
-    # episode 0: the untrained policy, so that curves start where learning starts
-    first: dict[str, float] = {"episode": 0.0}
-    evaluate(first)
-    metrics: list[dict[str, float]] = [first]
-    best_score, best_test, best_episode, final = -float("inf"), float("nan"), -1, float("nan")
-    max_test = -float("inf")
-    for episode in range(config.episodes):
-        row: dict[str, float] = {"episode": float(episode + 1)}
-        row.update(trainer.train_episode(domain.train_seeds(episode, config.envs, config.seed)))
-        last = episode + 1 == config.episodes
-        if (episode + 1) % config.eval.every == 0 or last:
-            t0 = time.perf_counter()
-            score, final = evaluate(row)
-            row["eval_seconds"] = time.perf_counter() - t0
-            max_test = max(max_test, final)
-            if score > best_score:
-                best_score, best_test, best_episode = score, final, episode + 1
-                torch.save(trainer.state_dict(), out / "best.pt")
-        metrics.append(row)
-        _write_metrics(out, metrics)
-        if on_episode is not None:
-            on_episode(episode, row)
-    torch.save(trainer.state_dict(), out / "final.pt")
-    # the final policy in the other action mode (sampled if evaluation is greedy, and vice
-    # versa): a greedy policy can herd agents onto one option, a sampled one spreads them
-    other_mode = not greedy
-    other = run_policy(test_env, test_seeds, lambda s: trainer.act(s, other_mode)).mean
-    seconds = time.perf_counter() - start
-    summary = {
-        "domain": config.domain,
-        "algo": config.algo,
-        "agents": domain.num_agents,
-        "episodes": config.episodes,
-        "seed": config.seed,
-        "initial_test_reward": first["test_reward"],
-        "selection": "validation" if val_env is not None else "test",
-        "best_validation_reward": best_score if val_env is not None else None,
-        "best_test_reward": best_test,
-        "best_episode": best_episode,
-        "best_test_reward_on_test": max_test,
-        "final_test_reward": final,
-        "evaluation_mode": "greedy" if greedy else "sampled",
-        "actor": type(trainer.actor.net).__name__,
-        "final_test_reward_other_mode": other,
-        "baselines": {k: v.mean for k, v in baselines.items()},
-        "seconds": seconds,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    plot_baselines = {k: baselines[k].mean for k in (domain.plot_baselines or tuple(baselines)) if k in baselines}
-    plot_learning_curve(
-        metrics,
-        plot_baselines,
-        out / "learning_curve.png",
-        f"{preset_label(config.algo)} on {config.domain}, N = {domain.num_agents}, seed {config.seed}",
-    )
-    return RunResult(out, metrics, baselines, best_test, best_episode, final, other, seconds, max_test)
+    resolved = resolved_config(config, domain)
+    try:
+        state = _restore(out, trainer, resolved) if resume else None
+    except CheckpointError:
+        if not force:
+            raise
+        state = None
+    atomic_write_text(out / CONFIG, yaml.safe_dump(resolved, sort_keys=False))
+    session = provenance(resolved["threads"], "cpu", " ".join(sys.argv))
+    record_session(out, session | {"resumed_from_episode": state.episode if state else None})
+    fresh = state is None
+    state = state or Progress()
+    loggers = make_loggers(config.log, out, resolved)
+    write_status(out, "running", episodes_done=state.episode, episodes=config.episodes)
+    try:
+        for logger in loggers:
+            logger.start(state.metrics)
+        loop = RunLoop(config, domain, trainer, out, state, loggers, resolved)
+        if fresh:
+            loop.begin()
+        loop.train(on_episode)
+        return loop.finish(time.perf_counter() - start)
+    except KeyboardInterrupt:
+        write_status(out, "interrupted", episodes_done=state.episode, episodes=config.episodes)
+        raise
+    except BaseException as exc:
+        write_status(out, "failed", episodes_done=state.episode, episodes=config.episodes,
+                     error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        raise
+    finally:
+        for logger in loggers:
+            logger.close()

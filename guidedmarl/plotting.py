@@ -48,17 +48,17 @@ def plot_learning_curve(
 ) -> Path:
     """Test reward (and training return) against episode, heuristics as horizontal lines."""
     fig, ax = plt.subplots(figsize=(9, 4.2))
-    trained = [m for m in metrics if "episodic_return" in m]
+    trained = [m for m in metrics if "train/episodic_return" in m]
     ax.plot(
         [m["episode"] for m in trained],
-        [m["episodic_return"] for m in trained],
+        [m["train/episodic_return"] for m in trained],
         color="0.6",
         lw=1,
         label="train episodic return",
     )
     evaluated = (
-        ("test_reward", "test reward (held-out scenarios)", {"marker": "o", "ms": 3, "color": "tab:blue"}),
-        ("validation_reward", "validation reward (checkpoint selection)", {"ls": "--", "lw": 1, "color": "tab:cyan"}),
+        ("eval/test_reward", "test reward (held-out scenarios)", {"marker": "o", "ms": 3, "color": "tab:blue"}),
+        ("eval/validation_reward", "validation reward (checkpoint selection)", {"ls": "--", "lw": 1, "color": "tab:cyan"}),
     )
     for key, label, style in evaluated:
         rows = [m for m in metrics if key in m]

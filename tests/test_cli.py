@@ -28,7 +28,10 @@ def test_run_writes_config_metrics_and_plot(tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(float(r["episode"])) for r in rows] == [0, 1, 2]  # 0: the untrained policy
-    assert {"episodic_return", "value_loss", "approx_kl", "clipfrac", "explained_variance", "SPS", "test_reward"} <= set(rows[1])
+    names = {"train/episodic_return", "train/value_loss", "train/approx_kl", "train/clipfrac", "train/explained_variance"}
+    names |= {"time/SPS", "time/agent_steps_per_second", "eval/test_reward", "global_step", "agent_steps"}
+    assert names <= set(rows[1])
+    assert [int(float(r["global_step"])) for r in rows] == [0, 8, 16]  # environment steps: horizon 8, one env
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["agents"] == 6 and config["seed"] == 3 and config["domain_config"]["horizon"] == 8
     assert config["domain_config"]["reference_layer"] == "waterfill"  # defaults resolved

@@ -82,7 +82,7 @@ def test_example_estimator_from_the_command_line_and_its_config_reruns(tmp_path:
     assert again.exit_code == 0, again.output
     a = json.loads((tmp_path / "a" / "metrics.json").read_text())
     b = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert a[-1]["test_reward"] == b[-1]["test_reward"]
+    assert a[-1]["eval/test_reward"] == b[-1]["eval/test_reward"]
 
 
 @pytest.mark.parametrize("domain, settings", [("cloud", SMALL_CLOUD), ("power", {"horizon": 6})])

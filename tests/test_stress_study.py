@@ -38,9 +38,9 @@ class _Counter:
         self.heuristics: list = []
         train, variance, heuristics = stress.run_training, stress.run_variance_study, cells.evaluate_heuristics_cell
 
-        def counted_train(cfg):
+        def counted_train(cfg, **kwargs):
             self.runs.append(cfg)
-            return train(cfg)
+            return train(cfg, **kwargs)
 
         def counted_variance(settings, *args, **kwargs):
             self.variance.append(settings)
@@ -60,7 +60,7 @@ def _no_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stress_report, "plot_curves", lambda *a, **k: None)
     monkeypatch.setattr(stress_report, "plot_variance", lambda *a, **k: None)
     monkeypatch.setattr(sys.modules["guidedmarl.studies.variance.report"], "plot_variance", lambda *a, **k: None)
-    monkeypatch.setattr(sys.modules["guidedmarl.experiment"], "plot_learning_curve", lambda *a, **k: None)
+    monkeypatch.setattr(sys.modules["guidedmarl.run_loop"], "plot_learning_curve", lambda *a, **k: None)
 
 
 def test_stress_study_writes_every_file_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

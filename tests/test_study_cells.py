@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from guidedmarl import atomic
 from guidedmarl.errors import StudyError
 from guidedmarl.studies import cells
 from guidedmarl.studies.cells import CellSpec, CellStore, HeuristicCache, heuristics_spec, run_cells
@@ -92,7 +93,7 @@ def test_an_interrupted_write_leaves_no_partial_cell(tmp_path: Path, monkeypatch
         assert Path(src).read_text().startswith("{")  # the complete record was written to the temporary file
         raise Killed  # the process stops between writing and renaming
 
-    monkeypatch.setattr(cells.os, "replace", crash)
+    monkeypatch.setattr(atomic.os, "replace", crash)  # every file is written through guidedmarl.atomic
     with pytest.raises(Killed):
         store.get_or_run(spec, square)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["artifact.txt"]  # no cell.json, no temp file

@@ -100,4 +100,4 @@ def test_surrogate_config_is_validated_and_applied() -> None:
         domain, trainer = build(cfg)
         assert isinstance(trainer.estimator.model, cls)
         metrics = trainer.train_episode(domain.train_seeds(0, 1, 0))
-        assert torch.isfinite(torch.tensor(metrics["policy_loss"]))
+        assert torch.isfinite(torch.tensor(metrics["train/policy_loss"]))

@@ -70,7 +70,7 @@ class BiasedReference(_Surrogate):
     def __init__(self, inner: AnalyticalModel, beta: float, direction: Literal["uniform", "random"], seed: int) -> None:
         super().__init__(inner)
         self.beta, self.direction = beta, direction
-        self._generator = torch.Generator().manual_seed(seed)
+        self._seed = seed
         self._u: Tensor | None = None
 
     def _unit(self, dim: int, like: Tensor) -> Tensor:
@@ -78,7 +78,9 @@ class BiasedReference(_Surrogate):
             if self.direction == "uniform":
                 u = torch.ones(dim, dtype=torch.float64)
             else:
-                u = torch.randn(dim, generator=self._generator, dtype=torch.float64)
+                # a fresh generator from the seed: the direction is a function of (seed, dim) alone,
+                # so a resumed run (which rebuilds the model) draws the same one
+                u = torch.randn(dim, generator=torch.Generator().manual_seed(self._seed), dtype=torch.float64)
                 u = u / u.square().mean().sqrt()
             self._u = u
         return self._u.to(like.dtype)

@@ -22,7 +22,7 @@ class ConstantAlpha(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["constant"] = "constant"
-    value: Fraction = 0.5
+    value: Fraction = Field(0.5, description="alpha throughout training")
 
     def __call__(self, progress: float) -> float:
         return self.value
@@ -33,8 +33,8 @@ class LinearAlpha(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["linear"] = "linear"
-    start: Fraction = 0.9
-    end: Fraction = 0.2
+    start: Fraction = Field(0.9, description="alpha at the first training episode")
+    end: Fraction = Field(0.2, description="alpha at the last training episode")
 
     def __call__(self, progress: float) -> float:
         p = min(max(progress, 0.0), 1.0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -55,8 +55,9 @@ class StudySettings(BaseModel):
         "(default: `domain` of the --config settings)",
     )
     threads: int | None = Field(
-        None, ge=1, le=256, description="torch intra-op threads (default: torch's)", json_schema_extra=cli(last=2)
-    )
+        1, ge=1, le=256, description="torch intra-op threads of every run (default 1, as `guidedmarl run`)",
+        json_schema_extra=cli(last=2),
+    )  # fmt: skip
     out: Path | None = Field(
         None, description="output folder (default runs/STUDY-DOMAIN)", json_schema_extra=cli(last=2)
     )
@@ -114,6 +115,35 @@ class ConvergenceSettings(StudySettings):
     @property
     def criterion(self) -> ConvergenceCriterion:
         return ConvergenceCriterion(tolerance=self.tolerance)
+
+
+class CellStudySettings(ConvergenceSettings):
+    """A study made of cells (scale, alpha, stress): where the cells run (:mod:`guidedmarl.studies.backends`)."""
+
+    workers: int = Field(
+        1, ge=1, le=1024,
+        description="cells run at once: local worker processes, or Ray CPUs of a local instance (1: one after another)",
+        json_schema_extra=cli(last=3),
+    )  # fmt: skip
+    backend: Literal["local", "ray"] = Field(
+        "local", description="local processes, or Ray (pip install -e '.[ray]')", json_schema_extra=cli(last=3)
+    )
+    address: str | None = Field(
+        None, description="Ray cluster to join (e.g. auto or ray://HOST:10001; default: start a local instance)",
+        json_schema_extra=cli(last=3),
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _address_needs_ray(self) -> CellStudySettings:
+        if self.address is not None and self.backend != "ray":
+            raise ValueError("address: only with backend ray (--backend ray)")
+        return self
+
+    def backend_spec(self) -> Any:
+        """The :class:`~guidedmarl.studies.backends.Backend` of these settings."""
+        from guidedmarl.studies.backends import Backend
+
+        return Backend(self.backend, self.workers, self.address)
 
 
 @dataclass(frozen=True)

@@ -30,15 +30,14 @@ settings, N, test scenarios, seed) on the same store.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from guidedmarl.errors import ConfigError, StudyError
+from guidedmarl.atomic import atomic_write_json, atomic_write_text
+from guidedmarl.errors import StudyError
+from guidedmarl.studies.backends import CellFailure
 from guidedmarl.studies.reporting import finite_or_null
 
 CELL_FILE = "cell.json"
@@ -199,16 +198,7 @@ class CellStore:
         text = json.dumps(canonical(record), indent=1)  # a result that is not JSON fails here, before any write
         folder = self.folder(spec)
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{CELL_FILE}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, folder / CELL_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(folder / CELL_FILE, text)
         return json.loads(text)["result"]
 
     def get_or_run(
@@ -235,31 +225,35 @@ class Runner(Protocol):
 
 
 class SequentialRunner:
-    """Runs cells one after another in this process, in order."""
+    """Runs cells one after another in this process, in order; a cell that raises yields a failure."""
 
     def run(
         self, fn: CellFn, jobs: Sequence[tuple[CellSpec, Path]], on_start: OnStart | None = None
     ) -> Iterator[tuple[int, Any, float]]:
+        from guidedmarl.studies.backends import timed_call
+
         for index, (spec, folder) in enumerate(jobs):
             if on_start is not None:
                 on_start(spec)
-            t0 = time.perf_counter()
-            result = fn(spec, folder)
-            yield index, result, time.perf_counter() - t0
+            result, seconds = timed_call(fn, spec, folder)
+            yield index, result, seconds
 
 
-def runner_for(workers: int) -> Runner:
-    """The runner for ``workers`` parallel workers (only 1, sequential, is implemented)."""
-    if workers != 1:
-        raise ConfigError(f"workers: only 1 (cells run one after another) is implemented, got {workers}")
-    return SequentialRunner()
+def runner_for(workers: Any) -> Runner:
+    """The runner of a :class:`~guidedmarl.studies.backends.Backend` (or of that many local workers)."""
+    from guidedmarl.studies.backends import runner_for as backend_runner
+
+    return backend_runner(workers)  # type: ignore[no-any-return]
+
+
+ERROR_FILE = "error.json"
 
 
 def run_cells(
     store: CellStore,
     specs: Sequence[CellSpec],
     fn: CellFn,
-    workers: int = 1,
+    workers: Any = 1,
     on_change: OnChange = "error",
     say: Callable[[str], None] | None = None,
     on_outcome: Callable[[CellOutcome], None] | None = None,
@@ -268,8 +262,11 @@ def run_cells(
     """Reuse or run every cell of ``specs``; outcomes in the order of ``specs``.
 
     Stored cells are looked up first (so a changed spec fails before anything runs), the
-    rest go to the runner; each result is stored as soon as its cell finishes (an
-    interrupted study keeps every finished cell). ``on_outcome`` is called for each cell
+    rest go to the runner (``workers``: a :class:`~guidedmarl.studies.backends.Backend` or a
+    number of local processes); each result is stored as soon as its cell finishes (an
+    interrupted study keeps every finished cell). A cell that raises is reported (its folder
+    gets ``error.json``) while the others go on; at the end a :class:`StudyError` lists the
+    failed cells. ``on_outcome`` is called for each cell
     (reused ones first, then as cells finish), ``on_start`` when a cell starts running.
     """
     if len({s.key for s in specs}) != len(specs):
@@ -287,12 +284,27 @@ def run_cells(
     jobs = [(specs[i], store.folder(specs[i])) for i in pending]
     for folder in (f for _, f in jobs):
         folder.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
     for j, result, seconds in runner_for(workers).run(fn, jobs, on_start):
         spec = specs[pending[j]]
-        outcome = CellOutcome(spec, store.write(spec, result, seconds), False, store.folder(spec), seconds)
+        folder = store.folder(spec)
+        if isinstance(result, CellFailure):
+            atomic_write_json(folder / ERROR_FILE, {"error": result.error, "traceback": result.traceback})
+            failed.append(f"{spec.key}: {result.error}")
+            if say is not None:
+                say(f"cell {spec.key} failed: {result.error} (details in {folder / ERROR_FILE})")
+            continue
+        (folder / ERROR_FILE).unlink(missing_ok=True)
+        outcome = CellOutcome(spec, store.write(spec, result, seconds), False, folder, seconds)
         outcomes[pending[j]] = outcome
         if on_outcome is not None:
             on_outcome(outcome)
+    if failed:
+        shown = "; ".join(failed[:5]) + (f"; ... ({len(failed) - 5} more)" if len(failed) > 5 else "")
+        raise StudyError(
+            f"{len(failed)} of {len(specs)} cells failed ({shown}); the other cells kept their results; "
+            f"each failed cell's folder holds {ERROR_FILE}; run the study again to retry the failed cells"
+        )
     return [o for o in outcomes if o is not None]
 
 

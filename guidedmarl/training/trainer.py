@@ -226,7 +226,7 @@ class Trainer:
         return {"state": batch["state"], "obs": batch["obs"], **extra}
 
     def update(self, ro: Rollout, progress: float) -> dict[str, float]:
-        """PPO update on one rollout; returns CleanRL-style metrics."""
+        """PPO update on one rollout; returns CleanRL-style metrics (losses, KL, clip fraction, EV)."""
         ppo = self.ppo
         horizon, num_envs, n = ro.active.shape
         adv = compute_gae(ro.rewards, ro.values, ppo.gamma, ppo.gae_lambda)
@@ -292,11 +292,15 @@ class Trainer:
         with torch.no_grad():
             pred = self.value_norm.denormalize(self.critic(self._critic_inputs(flat)))
             metrics["explained_variance"] = explained_variance(pred.flatten(), returns.reshape(rows, -1).flatten())
-        metrics.update(self.estimator.diagnostics(ro.estimator_records, ro.active, progress))
         return metrics
 
     def train_episode(self, seeds: list[int]) -> dict[str, float]:
-        """Collect one episode per environment and update once; returns all metrics."""
+        """Collect one episode per environment and update once; returns the episode's metrics.
+
+        Names are namespaced (:mod:`guidedmarl.loggers`): ``train/...`` for the PPO update and
+        the training return, ``guidance/...`` for the estimator's diagnostics, ``env/...`` for
+        the domain's step diagnostics, ``time/...`` for the seconds of each phase.
+        """
         progress = self.episode / max(1, self.total_episodes - 1)
         lr = self.ppo.learning_rate
         if self.ppo.anneal_lr:  # linear to 0 over the run, as CleanRL's ppo.py (1 at the first update)
@@ -306,17 +310,19 @@ class Trainer:
         t0 = time.perf_counter()
         ro = self.collect(seeds)
         t1 = time.perf_counter()
-        metrics = self.update(ro, progress)
+        update = self.update(ro, progress)
         t2 = time.perf_counter()
-        agent_steps = ro.active.numel()
-        metrics.update(ro.info)
-        metrics.update(
-            learning_rate=lr,
-            rollout_seconds=t1 - t0,
-            guidance_seconds=ro.seconds.get("guidance", 0.0),
-            update_seconds=t2 - t1,
-            SPS=agent_steps / max(t2 - t0, 1e-9),
-        )
+        diagnostics = self.estimator.diagnostics(ro.estimator_records, ro.active, progress)
+        metrics = {f"train/{k}": v for k, v in update.items()}
+        metrics["train/episodic_return"] = ro.info["episodic_return"]
+        metrics["train/learning_rate"] = lr
+        metrics |= {f"guidance/{k}": v for k, v in diagnostics.items()}
+        metrics |= {f"env/{k}": v for k, v in ro.info.items() if k != "episodic_return"}
+        metrics |= {
+            "time/rollout_seconds": t1 - t0,
+            "time/guidance_seconds": ro.seconds.get("guidance", 0.0),
+            "time/update_seconds": t2 - t1,
+        }
         self.episode += 1
         return metrics
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from guidedmarl.studies.base import ConvergenceSettings, agent_grid
+from guidedmarl.studies.base import CellStudySettings, agent_grid
 from guidedmarl.studies.options import cli
 
 DEFAULT_AGENTS: tuple[int, ...] = (5, 10, 20, 50, 100, 200, 500, 1000, 1500)
@@ -57,7 +57,7 @@ def _distinct(values: list[Any], what: str) -> list[Any]:
     return values
 
 
-class GridSettings(ConvergenceSettings):
+class GridSettings(CellStudySettings):
     """What the scale and alpha studies share (see :mod:`guidedmarl.studies.grid`)."""
 
     title: ClassVar[str] = "learners against N"

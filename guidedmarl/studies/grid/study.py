@@ -56,7 +56,7 @@ def cell_spec(study: str, arm: Arm, cfg: RunConfig) -> CellSpec:
     data = cfg.model_dump(mode="json")
     settings = get_domain(cfg.domain).settings_model.model_validate(cfg.domain_config)
     data["domain_config"] = settings.model_dump(mode="json")
-    inputs = {k: v for k, v in data.items() if k not in ("out", "threads")}
+    inputs = {k: v for k, v in data.items() if k not in ("out", "threads", "log")}
     assert cfg.agents is not None
     return CellSpec.make(study, cell_key(arm, cfg.agents, cfg.seed), arm.name, cfg.agents, cfg.seed, inputs,
                          {"threads": cfg.threads})  # fmt: skip
@@ -69,11 +69,11 @@ def run_grid_cell(spec: CellSpec, folder: Path) -> dict[str, Any]:
     can be replaced in tests).
     """
     cfg = build_config({**spec.inputs, "out": str(folder), "threads": spec.runtime.get("threads")}, "cell settings")
-    res = _experiment.run_experiment(cfg)
-    tested = [m for m in res.metrics if "test_reward" in m]
+    res = _experiment.run_experiment(cfg, resume=True, force=True)  # an interrupted cell continues its run
+    tested = [m for m in res.metrics if "eval/test_reward" in m]
     return {
         "curve_episodes": [int(m["episode"]) for m in tested],
-        "curve": [float(m["test_reward"]) for m in tested],
+        "curve": [float(m["eval/test_reward"]) for m in tested],
         "best": res.best_test_reward,
         "best_episode": res.best_episode,
         "final": res.final_test_reward,
@@ -106,10 +106,15 @@ def _levels(ft: FloorTarget, rewards: dict[str, dict[str, float]]) -> tuple[floa
 
 
 def run_grid_study(
-    settings: GridSettings, on_progress: Callable[[str], None] | None = None, workers: int = 1
+    settings: GridSettings, on_progress: Callable[[str], None] | None = None, workers: Any = None
 ) -> GridStudyResult:
-    """Run (or resume) every cell of the study and write the outputs (:mod:`guidedmarl.studies.grid`)."""
+    """Run (or resume) every cell of the study and write the outputs (:mod:`guidedmarl.studies.grid`).
+
+    The cells of one N (arms x seeds) run on ``workers`` (a backend or a number of local
+    processes; default: the settings' ``backend`` and ``workers``), one N after another.
+    """
     say = on_progress or (lambda msg: None)
+    workers = settings.backend_spec() if workers is None else workers
     start = time.perf_counter()
     out = settings.resolved_out()
     settings = settings.model_copy(update={"out": out, "agents": settings.grid(), "domain": settings.domain_name})

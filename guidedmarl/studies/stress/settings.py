@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from guidedmarl.studies.base import ConvergenceSettings
+from guidedmarl.studies.base import CellStudySettings
 from guidedmarl.studies.options import cli
 from guidedmarl.studies.variance.settings import VarianceSettings, parse_surrogate, surrogate_dict, surrogate_label
 
@@ -30,7 +30,7 @@ GUIDED_LEARNER = "dgpg"
 """The learner whose analytical model the variants replace."""
 
 
-class StressSettings(ConvergenceSettings):
+class StressSettings(CellStudySettings):
     """What ``guidedmarl study stress`` runs (see :mod:`guidedmarl.studies.stress`)."""
 
     study: ClassVar[str] = "stress"

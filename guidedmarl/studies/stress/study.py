@@ -57,7 +57,7 @@ def learning_config(settings: StressSettings, base: dict[str, Any], learner: Lea
 
 def learning_spec(learner: Learner, cfg: RunConfig) -> CellSpec:
     """What determines a learning run's numbers: its configuration without folder and threads."""
-    inputs = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("out", "threads")}
+    inputs = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("out", "threads", "log")}
     key = f"runs/{learner.tag}-s{cfg.seed}"
     return CellSpec.make("stress", key, learner.label, cfg.agents, cfg.seed, inputs, {"threads": cfg.threads})
 
@@ -65,9 +65,9 @@ def learning_spec(learner: Learner, cfg: RunConfig) -> CellSpec:
 def run_learning_cell(spec: CellSpec, folder: Path) -> dict[str, Any]:
     """Cell function: train one learner into ``folder``; its test-reward curve and rewards."""
     cfg = build_config({**spec.inputs, "out": str(folder), "threads": spec.runtime.get("threads")}, "cell settings")
-    result = run_training(cfg)
+    result = run_training(cfg, resume=True, force=True)  # an interrupted cell continues its run
     return {
-        "curve": [m.get("test_reward") for m in result.metrics],
+        "curve": [m.get("eval/test_reward") for m in result.metrics],
         "best": result.best_test_reward,
         "best_episode": result.best_episode,
         "final": result.final_test_reward,
@@ -165,9 +165,10 @@ def _learners(settings: StressSettings) -> list[Learner]:
 
 
 def run_stress_study(
-    settings: StressSettings, on_progress: Callable[[str], None] | None = None, workers: int = 1
+    settings: StressSettings, on_progress: Callable[[str], None] | None = None, workers: Any = None
 ) -> StressResult:
     """Run (or resume) every cell of the stress test and write the outputs to ``out``."""
+    workers = settings.backend_spec() if workers is None else workers
     say = on_progress or (lambda msg: None)
     start = time.perf_counter()
     settings = settings.model_copy(update={"out": settings.resolved_out(), "domain": settings.domain_name})

@@ -544,9 +544,9 @@ def test_each_learner_trains_one_episode(algo: str) -> None:
     assert isinstance(domain, CloudDomain)
     metrics = trainer.train_episode(domain.train_seeds(0, cfg.envs, cfg.seed))
     for key in ("episodic_return", "value_loss", "policy_loss", "entropy", "approx_kl", "explained_variance"):
-        assert math.isfinite(metrics[key]), (key, metrics[key])
+        assert math.isfinite(metrics[f"train/{key}"]), (key, metrics[f"train/{key}"])
     assert all(math.isfinite(v) for v in metrics.values()), metrics
-    assert ("guidance_mean" in metrics) == (algo == "dgpg")
+    assert ("guidance/guidance_mean" in metrics) == (algo == "dgpg")
 
 
 def test_dgpg_with_the_cvxpylayers_reference_trains_one_episode() -> None:

@@ -81,7 +81,7 @@ def test_run_end_to_end(tmp_path: Path) -> None:
         domain_config={"horizon": 4},
     )
     result = run(config)
-    assert len(result.metrics) == 3 and all("test_reward" in row for row in result.metrics)
+    assert len(result.metrics) == 3 and all("eval/test_reward" in row for row in result.metrics)
     assert set(result.baselines) == {"reference", "merit_order", "proportional", "random"}
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["baselines"]["reference"] >= summary["baselines"]["proportional"] - 1e-9

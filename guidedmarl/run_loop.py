@@ -1,0 +1,178 @@
+"""The training loop of one session of a run (fresh or resumed), and the state it checkpoints.
+
+:class:`RunLoop` is what :func:`guidedmarl.experiment.run_experiment` drives: row 0 (the
+untrained policy and the heuristics) for a fresh run, then one row per training episode
+(train, evaluate every ``eval.every`` episodes, keep the best weights), each followed by a
+resume checkpoint holding the :class:`Progress`; :meth:`RunLoop.finish` writes the final
+weights, the summary and the learning curve.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guidedmarl import checkpoint as ckpt
+from guidedmarl.atomic import atomic_torch_save, atomic_write_json
+from guidedmarl.config import RunConfig
+from guidedmarl.domain import Domain
+from guidedmarl.evaluation import EvalResult, evaluate_heuristic, run_policy
+from guidedmarl.learners import preset_label
+from guidedmarl.loggers import Logger
+from guidedmarl.plotting import plot_learning_curve
+from guidedmarl.rundir import CHECKPOINT, write_status
+from guidedmarl.training import rng
+from guidedmarl.training.trainer import Trainer
+
+
+@dataclass
+class RunResult:
+    """What a run produced (also written to ``out``)."""
+
+    out: Path
+    metrics: list[dict[str, float]]
+    baselines: dict[str, EvalResult]
+    best_test_reward: float  # test reward of the checkpoint chosen on validation
+    best_episode: int
+    final_test_reward: float
+    final_test_reward_other_mode: float
+    seconds: float
+    best_test_reward_on_test: float = float("nan")  # the maximum test reward (selected on test)
+
+
+@dataclass
+class Progress:
+    """The run loop's state after a complete episode: saved in every resume checkpoint."""
+
+    episode: int = 0  # training episodes done
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    best_score: float = -math.inf
+    best_test: float = math.nan
+    best_episode: int = -1
+    max_test: float = -math.inf
+    final: float = math.nan
+    global_step: int = 0  # environment steps so far
+    agent_steps: int = 0
+    seconds: float = 0.0  # wall-clock seconds of the training loop, over every session
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class RunLoop:
+    """The training loop of one session (a fresh run or a resumed one) over a :class:`Progress`."""
+
+    def __init__(self, config: RunConfig, domain: Domain, trainer: Trainer, out: Path, state: Progress,
+                 loggers: list[Logger], resolved: dict[str, Any]) -> None:  # fmt: skip
+        self.config, self.domain, self.trainer, self.out, self.state = config, domain, trainer, out, state
+        self.loggers, self.resolved = loggers, resolved
+        ev = config.eval
+        self.test_env, self.test_seeds = domain.make_env(ev.test_scenarios), domain.test_seeds(ev.test_scenarios)
+        self.val_env = domain.make_env(ev.validation_scenarios) if ev.validation_scenarios else None
+        self.val_seeds = domain.validation_seeds(ev.validation_scenarios)
+        self.greedy = domain.greedy_evaluation if ev.deterministic is None else ev.deterministic
+        spec = trainer.env.spec
+        self.env_steps = spec.horizon * config.envs
+        self.agent_steps = self.env_steps * spec.num_agents
+
+    def act(self, step: Any) -> Any:
+        return self.trainer.act(step, self.greedy)
+
+    def evaluate(self, row: dict[str, float]) -> tuple[float, float]:
+        """(selection score, test reward) of the current policy; fills ``row``."""
+        test = run_policy(self.test_env, self.test_seeds, self.act, sample_seed=self.config.seed)
+        row["eval/test_reward"], row["eval/test_reward_std"] = test.mean, test.std
+        row |= {f"eval/test_{k}": v for k, v in test.info.items()}
+        if self.val_env is None:
+            return test.mean, test.mean
+        val = run_policy(self.val_env, self.val_seeds, self.act, sample_seed=self.config.seed)
+        row["eval/validation_reward"] = val.mean
+        return val.mean, test.mean
+
+    def checkpoint(self) -> None:
+        gens = rng.generators_of(self.trainer)
+        ckpt.save_resume(self.out / CHECKPOINT, self.trainer.state_dict(), rng.capture(gens), asdict(self.state),
+                         self.resolved)  # fmt: skip
+
+    def record(self, row: dict[str, float]) -> None:
+        """Log a finished row, then checkpoint: the checkpoint is the truth a resume starts from."""
+        self.state.metrics.append(row)
+        for logger in self.loggers:
+            logger.log(row)
+        self.checkpoint()
+        write_status(self.out, "running", episodes_done=self.state.episode, episodes=self.config.episodes)
+
+    def begin(self) -> None:
+        """A fresh run: the heuristics' rewards and row 0 (the untrained policy)."""
+        if self.config.eval.heuristics:
+            for name, factory in self.domain.heuristics().items():
+                res = evaluate_heuristic(factory, self.test_env, self.test_seeds, seed=self.config.seed)
+                self.state.baselines[name] = res.as_dict()
+            atomic_write_json(self.out / "baselines.json", self.state.baselines)
+        first: dict[str, float] = {"episode": 0.0, "global_step": 0.0, "agent_steps": 0.0}
+        self.evaluate(first)
+        self.record(first)
+
+    def train(self, on_episode: Callable[[int, dict[str, float]], None] | None) -> None:
+        cfg, st = self.config, self.state
+        for episode in range(st.episode, cfg.episodes):
+            t0 = time.perf_counter()
+            st.global_step += self.env_steps
+            st.agent_steps += self.agent_steps
+            row: dict[str, float] = {"episode": float(episode + 1), "global_step": float(st.global_step),
+                                     "agent_steps": float(st.agent_steps)}  # fmt: skip
+            row.update(self.trainer.train_episode(self.domain.train_seeds(episode, cfg.envs, cfg.seed)))
+            if (episode + 1) % cfg.eval.every == 0 or episode + 1 == cfg.episodes:
+                t1 = time.perf_counter()
+                score, st.final = self.evaluate(row)
+                row["time/eval_seconds"] = time.perf_counter() - t1
+                st.max_test = max(st.max_test, st.final)
+                if score > st.best_score:
+                    st.best_score, st.best_test, st.best_episode = score, st.final, episode + 1
+                    atomic_torch_save(self.out / "best.pt", self.trainer.state_dict())
+            st.seconds += time.perf_counter() - t0
+            row["time/SPS"] = st.global_step / max(st.seconds, 1e-9)
+            row["time/agent_steps_per_second"] = st.agent_steps / max(st.seconds, 1e-9)
+            st.episode = episode + 1
+            self.record(row)
+            if on_episode is not None:
+                on_episode(episode, row)
+
+    def finish(self, seconds: float) -> RunResult:
+        """Final weights, the final policy in the other action mode, summary and figure."""
+        cfg, st, out = self.config, self.state, self.out
+        atomic_torch_save(out / "final.pt", self.trainer.state_dict())
+        # the final policy in the other action mode (sampled if evaluation is greedy, and vice
+        # versa): a greedy policy can herd agents onto one option, a sampled one spreads them
+        other_mode = not self.greedy
+        other = run_policy(
+            self.test_env, self.test_seeds, lambda s: self.trainer.act(s, other_mode), sample_seed=cfg.seed
+        ).mean
+        baselines = {k: EvalResult(v["returns"], v.get("info", {})) for k, v in st.baselines.items()}
+        summary = {
+            "domain": cfg.domain, "algo": cfg.algo, "agents": self.domain.num_agents, "episodes": cfg.episodes,
+            "episodes_done": st.episode, "seed": cfg.seed, "threads": self.resolved["threads"],
+            "global_step": st.global_step,
+            "initial_test_reward": st.metrics[0]["eval/test_reward"],
+            "selection": "validation" if self.val_env is not None else "test",
+            "best_validation_reward": st.best_score if self.val_env is not None else None,
+            "best_test_reward": st.best_test, "best_episode": st.best_episode,
+            "best_test_reward_on_test": st.max_test, "final_test_reward": st.final,
+            "evaluation_mode": "greedy" if self.greedy else "sampled",
+            "actor": type(self.trainer.actor.net).__name__,
+            "final_test_reward_other_mode": other,
+            "baselines": {k: v.mean for k, v in baselines.items()},
+            "seconds": seconds, "train_seconds": st.seconds,
+        }  # fmt: skip
+        shown = self.domain.plot_baselines or tuple(baselines)
+        plot_learning_curve(
+            st.metrics,
+            {k: baselines[k].mean for k in shown if k in baselines},
+            out / "learning_curve.png",
+            f"{preset_label(cfg.algo)} on {cfg.domain}, N = {self.domain.num_agents}, seed {cfg.seed}",
+        )
+        write_status(out, "finished", **summary)  # last: "finished" means every file is there
+        return RunResult(out, st.metrics, baselines, st.best_test, st.best_episode, st.final, other, seconds,
+                         st.max_test)  # fmt: skip

@@ -1,0 +1,104 @@
+"""Metric names and loggers: namespaced rows, CleanRL's SPS, TensorBoard keyed by steps and episodes, provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from guidedmarl.cli import app
+from guidedmarl.config import RunConfig
+from guidedmarl.experiment import run_experiment
+from guidedmarl.loggers import read_metrics, upgrade_row
+
+runner = CliRunner()
+TINY = ["--domain", "cloud", "--agents", "6", "--episodes", "3", "--threads", "1", "--quiet",
+        "--set", "domain_config.horizon=5", "--set", "domain_config.warmup=2", "--set", "eval.test_scenarios=2",
+        "--set", "eval.validation_scenarios=2", "--set", "eval.heuristics=false"]  # fmt: skip
+
+
+def test_rows_are_namespaced_and_sps_is_cumulative_env_steps(tmp_path: Path) -> None:
+    cfg = RunConfig(domain="cloud", agents=6, episodes=3, envs=2, out=tmp_path / "r", domain_config={"horizon": 5, "warmup": 2},
+                    eval={"test_scenarios": 2, "validation_scenarios": 2, "heuristics": False})  # fmt: skip
+    rows = run_experiment(cfg).metrics
+    for row in rows[1:]:
+        plain = [k for k in row if "/" not in k]
+        assert plain == ["episode", "global_step", "agent_steps"], plain
+        assert {k.split("/")[0] for k in row if "/" in k} == {"train", "guidance", "env", "time", "eval"}
+    assert [r["global_step"] for r in rows] == [0, 10, 20, 30]  # 2 environments x horizon 5 per episode
+    assert [r["agent_steps"] for r in rows] == [0, 60, 120, 180]  # x N = 6
+    for row in rows[1:]:
+        elapsed = row["global_step"] / row["time/SPS"]  # SPS = steps so far / seconds so far
+        assert row["agent_steps"] / row["time/agent_steps_per_second"] == pytest.approx(elapsed)
+    seconds = [r["global_step"] / r["time/SPS"] for r in rows[1:]]
+    assert seconds == sorted(seconds)  # cumulative wall time
+
+
+def test_legacy_metric_names_are_read_with_todays_names(tmp_path: Path) -> None:
+    old = [{"episode": 0, "test_reward": -3.0}, {"episode": 1, "episodic_return": -5.0, "test_reward": -2.0,
+                                                 "alpha": 0.9, "test_mean_wait_steps": 1.5}]  # fmt: skip
+    (tmp_path / "metrics.json").write_text(json.dumps(old))
+    rows = read_metrics(tmp_path / "metrics.json")
+    assert rows[1] == {"episode": 1, "train/episodic_return": -5.0, "eval/test_reward": -2.0, "guidance/alpha": 0.9,
+                       "eval/test_mean_wait_steps": 1.5}  # fmt: skip
+    assert upgrade_row(rows[1]) is rows[1]
+
+
+def test_tensorboard_has_one_scalar_per_metric_keyed_by_steps_and_episodes(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="TensorBoard is an optional extra (pip install -e '.[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", *TINY, "--log", "tensorboard", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "metrics.json").read_text())
+    axes = {}
+    for axis in ("env_steps", "episodes"):
+        acc = EventAccumulator(str(out / "tensorboard" / axis))
+        acc.Reload()
+        axes[axis] = acc
+        tags = set(acc.Tags()["scalars"])
+        assert {"train/value_loss", "eval/test_reward", "guidance/alpha", "time/SPS"} <= tags
+    assert [e.step for e in axes["env_steps"].Scalars("eval/test_reward")] == [int(r["global_step"]) for r in rows]
+    assert [e.step for e in axes["episodes"].Scalars("eval/test_reward")] == [0, 1, 2, 3]
+    values = [e.value for e in axes["episodes"].Scalars("train/value_loss")]
+    assert values == pytest.approx([r["train/value_loss"] for r in rows[1:]])
+
+
+def test_tensorboard_after_resume_has_each_step_once(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="TensorBoard is an optional extra (pip install -e '.[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = RunConfig(domain="cloud", agents=6, episodes=4, out=tmp_path / "r", log=["tensorboard"],
+                    domain_config={"horizon": 5, "warmup": 2}, eval={"test_scenarios": 2, "heuristics": False})  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, on_episode=lambda e, r: (_ for _ in ()).throw(KeyboardInterrupt) if e == 1 else None)
+    run_experiment(cfg, resume=True)
+    acc = EventAccumulator(str(cfg.out / "tensorboard" / "episodes"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("eval/test_reward")] == [0, 1, 2, 3, 4]
+
+
+def test_unknown_logger_and_missing_wandb(tmp_path: Path) -> None:
+    bad = runner.invoke(app, ["run", *TINY, "--log", "mlflow", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "log.0" in bad.output and "tensorboard" in bad.output
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        missing = runner.invoke(app, ["run", *TINY, "--log", "wandb", "--out", str(tmp_path / "w")])
+        assert missing.exit_code == 2 and "needs the wandb package" in missing.output
+
+
+def test_the_run_folder_records_versions_commit_and_threads(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["run", *TINY, "--out", str(out)]).exit_code == 0
+    session = json.loads((out / "provenance.json").read_text())["sessions"][0]
+    from importlib import metadata
+
+    assert session["guidedmarl"] == metadata.version("guidedmarl") and session["threads"] == 1
+    assert session["libraries"]["torch"] == metadata.version("torch") and session["python"]
+    git = session["git"]
+    assert git is None or (len(git["commit"]) == 40 and isinstance(git["dirty"], bool))
+    assert json.loads((out / "summary.json").read_text())["threads"] == 1

@@ -1,0 +1,208 @@
+"""Resume, status and overwrite protection: a run stopped by a real signal ends with the numbers of one never stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from guidedmarl.cli import app
+from guidedmarl.config import RunConfig
+from guidedmarl.errors import CheckpointError, ConfigError
+from guidedmarl.experiment import run_experiment
+from guidedmarl.runs import load_run
+
+runner = CliRunner()
+ARGS = ["--domain", "cloud", "--agents", "8", "--episodes", "6", "--seed", "5", "--threads", "1", "--quiet",
+        "--set", "domain_config.horizon=12", "--set", "domain_config.warmup=4",
+        "--set", "eval.test_scenarios=4", "--set", "eval.validation_scenarios=3"]  # fmt: skip
+ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "guidedmarl.cli", *args]
+
+
+def _numbers(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Every metric but wall-clock ones (``time/...``): those must match exactly."""
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+def _summary_numbers(out: Path) -> dict[str, object]:
+    s = json.loads((out / "summary.json").read_text())
+    return {k: v for k, v in s.items() if k not in ("seconds", "train_seconds", "updated")}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run never interrupted."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    subprocess.run(_cli("run", *ARGS, "--out", str(out)), check=True, capture_output=True, env=ENV)
+    return out
+
+
+def _start_and_signal(out: Path, sig: int, after_episodes: int) -> subprocess.Popen[bytes]:
+    """Start the run in a subprocess; send ``sig`` once it has finished ``after_episodes`` episodes."""
+    proc = subprocess.Popen(_cli("run", *ARGS, "--out", str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=ENV)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads((out / "summary.json").read_text()).get("episodes_done", 0) >= after_episodes:
+                break
+        except (OSError, json.JSONDecodeError):
+            pass
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be signalled"
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=60)
+    return proc
+
+
+def _assert_same_run(out: Path, reference: Path) -> None:
+    a, b = json.loads((reference / "metrics.json").read_text()), json.loads((out / "metrics.json").read_text())
+    assert [r["episode"] for r in b] == [float(e) for e in range(7)]
+    assert _numbers(b) == _numbers(a)
+    assert _summary_numbers(out) == _summary_numbers(reference)
+    for name in ("best.pt", "final.pt"):
+        sa, sb = torch.load(reference / name, weights_only=True), torch.load(out / name, weights_only=True)
+        assert all(torch.equal(sa["actor"][k], sb["actor"][k]) for k in sa["actor"])
+
+
+def test_sigkill_then_resume_ends_with_the_uninterrupted_numbers(tmp_path: Path, reference: Path) -> None:
+    out = tmp_path / "run"
+    proc = _start_and_signal(out, signal.SIGKILL, after_episodes=2)
+    assert proc.returncode == -signal.SIGKILL
+    assert json.loads((out / "summary.json").read_text())["status"] == "running"  # what the dead process left
+    assert load_run(out).status == "interrupted"  # ... read as: its process is gone
+    assert not (out / "final.pt").exists()
+    assert not list(out.glob(".*.tmp")) or True  # a stray temporary file may remain; readers ignore it
+    result = subprocess.run(_cli("resume", str(out), "--quiet"), capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    assert "resuming after episode" in result.stdout
+    _assert_same_run(out, reference)
+    assert load_run(out).status == "finished"
+    sessions = json.loads((out / "provenance.json").read_text())["sessions"]
+    assert len(sessions) == 2 and sessions[1]["resumed_from_episode"] >= 2
+
+
+def test_sigint_stops_cleanly_and_resumes(tmp_path: Path, reference: Path) -> None:
+    out = tmp_path / "run"
+    proc = _start_and_signal(out, signal.SIGINT, after_episodes=3)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.returncode == 130, stderr
+    assert "the folder is resumable: guidedmarl resume" in stderr and "Traceback" not in stderr
+    assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
+    refused = runner.invoke(app, ["run", *ARGS, "--out", str(out)])
+    assert refused.exit_code == 2 and "unfinished run (status interrupted)" in refused.output
+    result = runner.invoke(app, ["resume", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    _assert_same_run(out, reference)
+
+
+def test_sigterm_is_a_clean_stop_too(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _start_and_signal(out, signal.SIGTERM, after_episodes=1)
+    assert proc.returncode == 130
+    assert load_run(out).status == "interrupted"
+
+
+def test_a_finished_run_is_not_overwritten_without_force(tmp_path: Path, reference: Path) -> None:
+    before = (reference / "metrics.json").read_text()
+    again = runner.invoke(app, ["run", "--config", str(reference / "config.yaml"), "--quiet"])
+    assert again.exit_code == 2 and "holds a finished run; pass --force" in again.output
+    assert (reference / "metrics.json").read_text() == before
+    done = runner.invoke(app, ["resume", str(reference), "--quiet"])
+    assert done.exit_code == 0 and "nothing to resume" in done.output
+    out = tmp_path / "copy"
+    first = runner.invoke(app, ["run", "--config", str(reference / "config.yaml"), "--out", str(out), "--quiet"])
+    assert first.exit_code == 0, first.output
+    assert _numbers(json.loads((out / "metrics.json").read_text())) == _numbers(json.loads(before))
+    forced = runner.invoke(app, ["run", "--config", str(reference / "config.yaml"), "--out", str(out), "--force",
+                                 "--episodes", "1", "--quiet"])  # fmt: skip
+    assert forced.exit_code == 0, forced.output
+    assert len(json.loads((out / "metrics.json").read_text())) == 2
+
+
+def _small(tmp_path: Path, domain: str = "cloud", **extra: object) -> RunConfig:
+    settings = {"horizon": 6, "warmup": 2} if domain == "cloud" else {"horizon": 4}
+    return RunConfig(domain=domain, agents=6, episodes=4, threads=1, out=tmp_path / domain, domain_config=settings,
+                     eval={"test_scenarios": 2, "validation_scenarios": 2}, **extra)  # fmt: skip
+
+
+@pytest.mark.parametrize("domain", ["cloud", "power"])
+def test_python_resume_after_an_interrupt_matches(tmp_path: Path, domain: str) -> None:
+    """In process, for each shipped domain and with several environments: stop after episode 2, resume."""
+    ref = run_experiment(_small(tmp_path / "ref", domain, envs=2))
+    cfg = _small(tmp_path, domain, envs=2)
+
+    def stop(episode: int, row: dict[str, float]) -> None:
+        if episode == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, on_episode=stop)
+    assert load_run(cfg.out).status == "interrupted"
+    with pytest.raises(ConfigError, match="unfinished run"):
+        run_experiment(cfg)
+    res = run_experiment(cfg, resume=True)
+    assert _numbers(res.metrics) == _numbers(ref.metrics)
+    assert res.final_test_reward == ref.final_test_reward and res.best_test_reward == ref.best_test_reward
+
+
+def test_noisy_surrogate_generator_is_resumed(tmp_path: Path) -> None:
+    """An estimator's own generator (a noisy reference draws at every step) is saved and restored."""
+    learner = {"estimator": {"surrogate": {"kind": "noisy", "sigma": 0.5}}}
+    ref = run_experiment(_small(tmp_path / "ref", learner=learner))
+    cfg = _small(tmp_path, learner=learner)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, on_episode=lambda e, r: (_ for _ in ()).throw(KeyboardInterrupt) if e == 1 else None)
+    assert _numbers(run_experiment(cfg, resume=True).metrics) == _numbers(ref.metrics)
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
+    cfg = _small(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, on_episode=lambda e, r: (_ for _ in ()).throw(KeyboardInterrupt))
+    path = cfg.out / "checkpoint.pt"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    result = runner.invoke(app, ["resume", str(cfg.out), "--quiet"])
+    assert result.exit_code == 1 and "cannot be read: it is truncated, corrupt" in result.output
+    torch.save({"actor": {}}, path)
+    with pytest.raises(CheckpointError, match="weights checkpoint"):
+        run_experiment(cfg, resume=True)
+    torch.save([1, 2, 3], path)
+    with pytest.raises(CheckpointError, match="holds a list"):
+        run_experiment(cfg, resume=True)
+    other = yaml.safe_load((cfg.out / "config.yaml").read_text())
+    assert other["seed"] == 0
+
+
+def test_status_is_failed_when_training_raises(tmp_path: Path) -> None:
+    cfg = _small(tmp_path)
+
+    def boom(episode: int, row: dict[str, float]) -> None:
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        run_experiment(cfg, on_episode=boom)
+    summary = json.loads((cfg.out / "summary.json").read_text())
+    assert summary["status"] == "failed" and "disk on fire" in summary["error"] and summary["episodes_done"] == 1
+
+
+def test_out_that_is_a_file_is_refused_before_work(tmp_path: Path) -> None:
+    file = tmp_path / "file"
+    file.write_text("x")
+    for out in (file, file / "below"):
+        result = runner.invoke(app, ["run", "--domain", "cloud", "--out", str(out), "--quiet"])
+        assert result.exit_code == 2 and "is a file" in result.output
