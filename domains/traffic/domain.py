@@ -45,7 +45,7 @@ class TrafficDomain(Domain):
         return TrafficEnv(num_envs, self.system, self.bank)
 
     def make_model(self) -> TrafficModel:
-        return TrafficModel(self.system)
+        return TrafficModel(self.system, self.settings.potential, self.settings.cost_weight)
 
     def train_seeds(self, episode: int, num_envs: int, run_seed: int) -> list[int]:
         """Seeds from the pool 0 .. train_scenarios - 1, cycled (their references stay cached)."""

@@ -11,10 +11,20 @@ Demand is fixed within an episode (one scenario), so an episode is a repeated ro
 day-to-day assignment.
 
 Observation of packet i (3 k + 4 numbers, the same at any N; tau_w = its OD pair's shortest
-free-flow time): its routes' free-flow times over tau_w; their travel times of the previous day over
-tau_w (free-flow times on day 0); its own previous route, one-hot (zeros on day 0); its size over the
+free-flow time), laid out route by route so that one network can score every route
+(``EnvSpec.option_features`` = 3, the option-scorer actor): for each route j, the block
+[free-flow time / tau_w, previous day's travel time / tau_w, 1 if it was the packet's route on the
+previous day]; then the shared features: its size over the
 mean packet size of the base demand; its quantile u_i among its OD pair's packets; its OD pair's
 demand in this scenario over the base demand; t / T.
+
+Day 0's "previous day" (``warm_start``, the default) is the free-flow all-or-nothing assignment,
+where the method of successive averages starts: every packet on its route 0, with the travel times
+that load gives. An episode is then a stretch of an ongoing day-to-day process, and day 0's
+observation carries congestion as every later day's does. Without it (``warm_start = false``) day
+0 shows free-flow times and no previous route: the same observation for every packet of an OD pair
+in every scenario, on which a greedy policy sends whole OD pairs down one route (measured in
+docs/domains/traffic.md section 7).
 
 Global state (L + 2): the previous day's link flows over capacity, the scenario's demand level
 (total over base total), t / T.
@@ -32,6 +42,9 @@ from .model import TrafficContext
 from .reference import ScenarioBank
 from .system import TrafficSystem
 
+ROUTE_FEATURES = 3
+"""Features per route in the observation: free-flow time, last day's time (both over tau_w), last route."""
+
 
 class TrafficEnv(MultiAgentVecEnv):
     """E synchronous episodes of day-to-day route choice on one network.
@@ -47,8 +60,9 @@ class TrafficEnv(MultiAgentVecEnv):
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs, self.system, self.bank = num_envs, system, bank
         n, k, links = system.packets.num, system.k, system.num_links
-        self.spec = EnvSpec(num_agents=n, obs_dim=3 * k + 4, state_dim=links + 2,
-                            horizon=system.settings.horizon, action_kind="discrete", num_actions=k)
+        self.spec = EnvSpec(num_agents=n, obs_dim=ROUTE_FEATURES * k + 4, state_dim=links + 2,
+                            horizon=system.settings.horizon, action_kind="discrete", num_actions=k,
+                            option_features=ROUTE_FEATURES)
         f64 = torch.float64
         self.packet_routes = torch.as_tensor(system.packet_routes)  # [N, k]
         self.od = torch.as_tensor(system.packets.od)
@@ -106,9 +120,14 @@ class TrafficEnv(MultiAgentVecEnv):
         self.ue_tstt = (self.ue_link * self.travel_time(self.ue_link)).sum(-1)
         self.level = self.demand.sum(-1) / self.base_demand.sum()
         self._started, self.t = True, 0
-        self.last_x = self.background / self.capacity
-        self.last_times = self.route_times(self.t0.expand(self.num_envs, -1))
-        self.last_action = torch.full((self.num_envs, self.spec.num_agents), -1, dtype=torch.long)
+        if sys_.settings.warm_start:  # "yesterday": every packet on its free-flow shortest route (MSA's start)
+            self.last_action = torch.zeros(self.num_envs, self.spec.num_agents, dtype=torch.long)
+            flow = self.flows_of(self.last_action)
+            self.last_x, self.last_times = flow / self.capacity, self.route_times(self.travel_time(flow))
+        else:
+            self.last_x = self.background / self.capacity
+            self.last_times = self.route_times(self.t0.expand(self.num_envs, -1))
+            self.last_action = torch.full((self.num_envs, self.spec.num_agents), -1, dtype=torch.long)
         return self._observe(torch.zeros(self.num_envs), torch.zeros(self.num_envs, dtype=torch.bool), {})
 
     def model_context(self) -> TrafficContext:
@@ -147,7 +166,8 @@ class TrafficEnv(MultiAgentVecEnv):
         clock = torch.full((e, n, 1), self.t / self.spec.horizon, dtype=f64)
         own = torch.stack([self.size / self.mean_size, self.quantile.expand(e, n),
                            (self.demand / self.base_demand)[:, self.od]], dim=-1)
-        obs = torch.cat([self.free_flow_obs.expand(e, n, k), self.last_times / self.tau[:, None], last, own, clock], -1)
+        routes = torch.stack([self.free_flow_obs.expand(e, n, k), self.last_times / self.tau[:, None], last], -1)
+        obs = torch.cat([routes.reshape(e, n, ROUTE_FEATURES * k), own, clock], -1)
         state = torch.cat([self.last_x, self.level[:, None], clock[:, 0]], dim=-1)
         active = torch.ones(e, n, dtype=torch.bool)
         return Step(obs=obs.float(), state=state.float(), active=active, reward=reward, done=done, info=info)

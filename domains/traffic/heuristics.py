@@ -9,7 +9,9 @@
   of a team with these route sets, up to the packets' granularity).
 * ``day_to_day``: decentralised, sees the previous day's times only: the method of successive
   averages as a rule: on day t >= 1 every packet switches to the route that was fastest on day t - 1
-  with probability 1 / (t + 1) (seeded), otherwise keeps its route; day 0 is free-flow all-or-nothing.
+  with probability 1 / (t + 2) (seeded), otherwise keeps its route; the day before day 0 is the free-flow
+  all-or-nothing assignment (``warm_start``; without it day 0 is that assignment and the probability
+  1 / (t + 1)).
 * ``random``: every packet on a uniformly random route each day (seeded): the floor.
 
 A split h (path flows) becomes packets by quantile: packet i with quantile u_i takes the first route j
@@ -73,10 +75,11 @@ class SystemOptimum(_Rule):
 
 class DayToDay(_Rule):
     def act(self, env: TrafficEnv) -> Tensor:
-        if env.t == 0:
+        warm = env.system.settings.warm_start
+        if env.t == 0 and not warm:
             return torch.zeros(env.num_envs, env.spec.num_agents, dtype=torch.long)
         fastest = env.last_times.argmin(-1)
-        switch = torch.rand(env.last_action.shape, generator=self.gen) < 1.0 / (env.t + 1)
+        switch = torch.rand(env.last_action.shape, generator=self.gen) < 1.0 / (env.t + 1 + int(warm))
         return torch.where(switch, fastest, env.last_action)
 
 

@@ -136,6 +136,16 @@ class AnalyticalModel(ABC):
             return (x - x_ref) * step - 0.5 * step.square()
         return self.potential_terms(x, x_ref) - self.potential_terms(x - step, x_ref)
 
+    def sparse_potential_drop(self, x: Tensor, x_ref: Tensor, z: SparseInfluence, step: Tensor) -> Tensor:
+        """phi_j(x_j) - phi_j(x_j - step_j) on the components each agent touches, ``[E, N, K]``.
+
+        ``x``, ``x_ref``: ``[E, D]``; ``step``: ``[E, N, K]``, agent i's change of component
+        ``z.index[:, i, k]``. Default: :meth:`potential_drop` on the gathered values. Override it
+        where the terms phi_j have per-component parameters (``potential_drop`` only sees the
+        gathered values, not which component they belong to).
+        """
+        return self.potential_drop(z.gather(x), z.gather(x_ref), step)
+
     def potential(self, x: Tensor, x_ref: Tensor) -> Tensor:
         """phi(x, x_ref) = sum_j w_j phi_j(x_j, x_ref_j) per environment, ``[E]``."""
         terms = self.potential_terms(x, x_ref)

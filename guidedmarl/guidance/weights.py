@@ -109,7 +109,7 @@ def _weighted(model: AnalyticalModel, grad: Tensor) -> Tensor:
 
 def _exact_drop(model: AnalyticalModel, x: Tensor, x_ref: Tensor, z: SparseInfluence, step: Tensor) -> Tensor:
     """sum_k w_k [phi_k(x_k) - phi_k(x_k - step_k)] over each agent's components: ``[E, N]``."""
-    drop = model.potential_drop(z.gather(x), z.gather(x_ref.to(x.dtype)), step.to(x.dtype))
+    drop = model.sparse_potential_drop(x, x_ref.to(x.dtype), z, step.to(x.dtype))
     w = model.component_weights
     if w is not None:
         e, n, k = z.index.shape
