@@ -48,6 +48,21 @@ class NoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def pooled_train_seeds(episode: int, num_envs: int, run_seed: int, pool: int) -> list[int]:
+    """Training seeds cycled through a fixed pool 0 .. pool - 1 (a domain whose scenarios carry a
+    costly exogenous reference solves and caches each pool scenario once).
+
+    Episode e of run seed s uses ``num_envs`` consecutive pool entries from
+    ``(7919 s + e num_envs) mod pool``: different run seeds start at different places.
+    """
+    if pool < 1:
+        raise ValueError(f"the training-scenario pool must hold at least 1 scenario, got {pool}")
+    start = (run_seed * 7919 + episode * num_envs) % pool
+    seeds = [(start + k) % pool for k in range(num_envs)]
+    assert max(seeds) < TEST_SEED_BASE
+    return seeds
+
+
 class HeuristicPolicy(Protocol):
     """A fixed dispatch rule evaluated beside the learners (e.g. Best-Fit).
 

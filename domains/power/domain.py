@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pydantic import BaseModel
 
 from guidedmarl.config import ConfigError
-from guidedmarl.domain import TEST_SEED_BASE, Domain, HeuristicPolicy
+from guidedmarl.domain import Domain, HeuristicPolicy, pooled_train_seeds
 
 from .cases import CaseError, load_case
 from .env import PowerEnv
@@ -65,11 +65,7 @@ class PowerDomain(Domain):
 
     def train_seeds(self, episode: int, num_envs: int, run_seed: int) -> list[int]:
         """Seeds from the pool 0 .. train_scenarios - 1, cycled (their references stay cached)."""
-        pool = self.settings.train_scenarios
-        start = (run_seed * 7919 + episode * num_envs) % pool
-        seeds = [(start + k) % pool for k in range(num_envs)]
-        assert max(seeds) < TEST_SEED_BASE
-        return seeds
+        return pooled_train_seeds(episode, num_envs, run_seed, self.settings.train_scenarios)
 
     def heuristics(self) -> dict[str, Callable[[], HeuristicPolicy]]:
         return dict(HEURISTICS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from guidedmarl.config import ConfigError
-from guidedmarl.domain import TEST_SEED_BASE, Domain, HeuristicPolicy
+from guidedmarl.domain import Domain, HeuristicPolicy, pooled_train_seeds
 
 from .env import TrafficEnv
 from .heuristics import HEURISTICS
@@ -49,11 +49,7 @@ class TrafficDomain(Domain):
 
     def train_seeds(self, episode: int, num_envs: int, run_seed: int) -> list[int]:
         """Seeds from the pool 0 .. train_scenarios - 1, cycled (their references stay cached)."""
-        pool = self.settings.train_scenarios
-        start = (run_seed * 7919 + episode * num_envs) % pool
-        seeds = [(start + k) % pool for k in range(num_envs)]
-        assert max(seeds) < TEST_SEED_BASE
-        return seeds
+        return pooled_train_seeds(episode, num_envs, run_seed, self.settings.train_scenarios)
 
     def heuristics(self) -> dict[str, Callable[[], HeuristicPolicy]]:
         return dict(HEURISTICS)
