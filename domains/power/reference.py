@@ -31,12 +31,12 @@ and ``opf_lazy`` (HiGHS or Clarabel with line constraint generation; any size).
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from guidedmarl.analytical.scenario_cache import SolvedScenarioCache
 
 from .cases import FloatArray
 from .program import (
@@ -112,7 +112,7 @@ class PlannedScenario:
     reference_overload: FloatArray
 
 
-class ScenarioBank:
+class ScenarioBank(SolvedScenarioCache["PlannedScenario"]):
     """Scenarios and their reference dispatch, by seed, generated and solved on demand.
 
     Missing seeds of a request are generated and solved together (one batched reference
@@ -120,33 +120,16 @@ class ScenarioBank:
     """
 
     def __init__(self, system: PowerSystem, capacity: int | None = None) -> None:
+        super().__init__(capacity or system.settings.cache_size)
         self.system = system
         self.program = DispatchProgram.of(system)
         self.backend = choose_backend(system)
-        self.capacity = capacity or system.settings.cache_size
-        self._cache: OrderedDict[int, PlannedScenario] = OrderedDict()
-        self.solves = 0
-        """Number of scenarios whose reference was solved (cache misses)."""
-        self.solve_seconds = 0.0
-        """Wall-clock time spent generating and solving them."""
 
-    def get(self, seeds: list[int]) -> list[PlannedScenario]:
-        missing = list(dict.fromkeys(s for s in seeds if s not in self._cache))
-        if missing:
-            start = time.perf_counter()
-            horizon = self.system.settings.horizon
-            scenarios = make_scenarios(self.system, missing)
-            demand = np.stack([sc.demand[:horizon] for sc in scenarios])
-            offsets = np.stack([sc.flow_offset[:horizon] for sc in scenarios])
-            result = solve_dispatch(self.program, demand, offsets, missing, self.backend)
-            self.solves += len(missing)
-            self.solve_seconds += time.perf_counter() - start
-            for k, sc in enumerate(scenarios):
-                self._cache[sc.seed] = PlannedScenario(sc, result.output[k], result.overload[k])
-        out = []
-        for s in seeds:
-            self._cache.move_to_end(s)
-            out.append(self._cache[s])
-        while len(self._cache) > max(self.capacity, len(seeds)):
-            self._cache.popitem(last=False)
-        return out
+    def solve(self, seeds: list[int]) -> list[PlannedScenario]:
+        """Generate the scenarios of ``seeds`` and solve their reference dispatch in one call."""
+        horizon = self.system.settings.horizon
+        scenarios = make_scenarios(self.system, seeds)
+        demand = np.stack([sc.demand[:horizon] for sc in scenarios])
+        offsets = np.stack([sc.flow_offset[:horizon] for sc in scenarios])
+        result = solve_dispatch(self.program, demand, offsets, seeds, self.backend)
+        return [PlannedScenario(sc, result.output[k], result.overload[k]) for k, sc in enumerate(scenarios)]

@@ -17,13 +17,12 @@ misses the demand by more than 1e-6 relative) raises :class:`guidedmarl.errors.S
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from guidedmarl.analytical.scenario_cache import SolvedScenarioCache
 from guidedmarl.errors import SolverError
 
 from .assignment import solve
@@ -83,16 +82,13 @@ def _layer_so(system: TrafficSystem, demand: FloatArray, ue_path: FloatArray) ->
     return out
 
 
-class ScenarioBank:
+class ScenarioBank(SolvedScenarioCache["PlannedScenario"]):
     """Scenarios with their UE and SO flows, by seed, solved on demand (one batch per reset)."""
 
     def __init__(self, system: TrafficSystem) -> None:
+        super().__init__(system.settings.cache_size)
         self.system = system
         self.backend = choose_backend(system)
-        self.capacity = system.settings.cache_size
-        self._cache: OrderedDict[int, PlannedScenario] = OrderedDict()
-        self.solves = 0
-        self.solve_seconds = 0.0
         self._split: dict[str, FloatArray] = {}
 
     def _warm(self, kind: str, demand: FloatArray) -> FloatArray:
@@ -123,18 +119,3 @@ class ScenarioBank:
         return [PlannedScenario(seed, demand[k], ue.h[k], so_path[k], np.asarray(ue.h[k] @ incidence),
                                 np.asarray(so_path[k] @ incidence)) for k, seed in enumerate(seeds)]
 
-    def get(self, seeds: list[int]) -> list[PlannedScenario]:
-        missing = list(dict.fromkeys(s for s in seeds if s not in self._cache))
-        if missing:
-            start = time.perf_counter()
-            for planned in self.solve(missing):
-                self._cache[planned.seed] = planned
-            self.solves += len(missing)
-            self.solve_seconds += time.perf_counter() - start
-        out = []
-        for s in seeds:
-            self._cache.move_to_end(s)
-            out.append(self._cache[s])
-        while len(self._cache) > max(self.capacity, len(seeds)):
-            self._cache.popitem(last=False)
-        return out
