@@ -1,28 +1,70 @@
-"""The PettingZoo ParallelEnv adapter passes PettingZoo's own API test."""
+"""The PettingZoo ParallelEnv adapter passes PettingZoo's own API, seed and state tests."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
-from pettingzoo.test import parallel_api_test
+from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, state_test
+from pettingzoo.utils.conversions import parallel_to_aec
 
 from guidedmarl import get_domain
-from guidedmarl.adapters.pettingzoo import as_parallel_env
+from guidedmarl.adapters.pettingzoo import as_parallel_env, parallel_env
+
+# Small settings of every shipped domain (N, domain_config): short horizons keep the tests fast.
+SHIPPED = {
+    "cloud": (6, {"horizon": 5, "warmup": 2}),
+    "power": (None, {"case": "case30", "horizon": 5}),
+    "traffic-braess": (6, {"network": "braess", "horizon": 5, "train_scenarios": 2}),
+    "traffic-siouxfalls": (6, {"network": "siouxfalls", "horizon": 5, "train_scenarios": 2}),
+}
+
+
+def _factory(key: str):
+    agents, config = SHIPPED[key]
+    return functools.partial(parallel_env, key.split("-")[0], agents, **config)
 
 
 def _cloud_parallel_env(agents: int = 6):
-    domain = get_domain("cloud").from_config(agents, {"horizon": 5, "warmup": 2})
-    return as_parallel_env(domain.make_env(1))
+    return parallel_env("cloud", agents, horizon=5, warmup=2)
 
 
-def test_cloud_passes_pettingzoo_parallel_api_test() -> None:
-    parallel_api_test(_cloud_parallel_env(), num_cycles=20)
+@pytest.mark.parametrize("key", sorted(SHIPPED))
+def test_shipped_domain_passes_pettingzoo_parallel_api_test(key: str) -> None:
+    parallel_api_test(_factory(key)(), num_cycles=10)
 
 
-@pytest.mark.parametrize("network", ["braess", "siouxfalls"])
-def test_traffic_passes_pettingzoo_parallel_api_test(network: str) -> None:
-    domain = get_domain("traffic").from_config(6, {"network": network, "horizon": 5, "train_scenarios": 2})
-    parallel_api_test(as_parallel_env(domain.make_env(1)), num_cycles=10)
+@pytest.mark.parametrize("key", sorted(SHIPPED))
+def test_shipped_domain_passes_pettingzoo_parallel_seed_test(key: str) -> None:
+    parallel_seed_test(_factory(key), num_cycles=10)
+
+
+@pytest.mark.parametrize("key", sorted(SHIPPED))
+def test_shipped_domain_passes_pettingzoo_state_test(key: str) -> None:
+    state_test(parallel_to_aec(_factory(key)()), _factory(key)(), num_cycles=5)
+
+
+@pytest.mark.parametrize("key", sorted(SHIPPED))
+def test_shipped_domain_passes_pettingzoo_aec_api_test_after_conversion(key: str) -> None:
+    api_test(parallel_to_aec(_factory(key)()), num_cycles=5)
+
+
+def test_seed_changes_the_scenario() -> None:
+    """The seed test alone would also pass for an environment that ignores its seed."""
+    env = _cloud_parallel_env()
+    first = env.reset(seed=1)[0]
+    again = env.reset(seed=1)[0]
+    other = env.reset(seed=2)[0]
+    assert all(np.array_equal(first[a], again[a]) for a in first)
+    assert any(not np.array_equal(first[a], other[a]) for a in first)
+
+
+def test_every_agent_has_its_own_space_objects() -> None:
+    env = _cloud_parallel_env()
+    a, b = env.possible_agents[:2]
+    assert env.action_space(a) is not env.action_space(b)
+    assert env.observation_space(a) is not env.observation_space(b)
 
 
 def test_bins_example_passes_too(bins) -> None:

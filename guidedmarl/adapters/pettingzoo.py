@@ -6,6 +6,11 @@ guidedmarl trains on batched tensors; other tools expect PettingZoo's dict-per-a
 loops can drive it. Every agent receives the shared team reward. Agents that have nothing
 to do at a step (``active`` false) still submit an action, which the environment ignores;
 ``infos[agent]["active"]`` says which ones count.
+
+Every agent has its own space objects (PettingZoo's seed test seeds them one by one), and
+``state_space`` describes :meth:`GuidedParallelEnv.state` (PettingZoo's ``state_test``).
+:func:`parallel_env` builds one from a registered domain, which is the constructor
+PettingZoo's ``parallel_seed_test`` expects.
 """
 
 from __future__ import annotations
@@ -32,15 +37,19 @@ class GuidedParallelEnv(ParallelEnv):
         spec = env.spec
         self.possible_agents = [f"agent_{i}" for i in range(spec.num_agents)]
         self.agents: list[str] = []
-        obs_space = spaces.Box(-np.inf, np.inf, shape=(spec.obs_dim,), dtype=np.float32)
-        if spec.action_kind == "discrete":
-            act_space: spaces.Space = spaces.Discrete(spec.num_actions)
-        else:
-            act_space = spaces.Box(-np.inf, np.inf, shape=(spec.action_dim,), dtype=np.float32)
-        self.observation_spaces = {a: obs_space for a in self.possible_agents}
-        self.action_spaces = {a: act_space for a in self.possible_agents}
+        self.observation_spaces = {
+            a: spaces.Box(-np.inf, np.inf, shape=(spec.obs_dim,), dtype=np.float32) for a in self.possible_agents
+        }
+        self.action_spaces = {a: self._action_space() for a in self.possible_agents}
+        self.state_space = spaces.Box(-np.inf, np.inf, shape=(spec.state_dim,), dtype=np.float32)
         self._seed = 0
         self._last: Step | None = None
+
+    def _action_space(self) -> spaces.Space:
+        spec = self.env.spec
+        if spec.action_kind == "discrete":
+            return spaces.Discrete(spec.num_actions)
+        return spaces.Box(-np.inf, np.inf, shape=(spec.action_dim,), dtype=np.float32)
 
     def observation_space(self, agent: str) -> spaces.Space:
         return self.observation_spaces[agent]
@@ -52,7 +61,7 @@ class GuidedParallelEnv(ParallelEnv):
         """The global state (what a centralised critic sees)."""
         if self._last is None:
             raise RuntimeError("call reset() first")
-        return self._last.state[0].numpy()
+        return self._last.state[0].numpy().astype(np.float32)
 
     def _obs_dict(self, step: Step) -> dict[str, np.ndarray]:
         obs = step.obs[0].numpy().astype(np.float32)
@@ -100,3 +109,17 @@ class GuidedParallelEnv(ParallelEnv):
 def as_parallel_env(env: MultiAgentVecEnv) -> GuidedParallelEnv:
     """Wrap a batch-of-one guidedmarl environment as a PettingZoo ``ParallelEnv``."""
     return GuidedParallelEnv(env)
+
+
+def parallel_env(domain: str, num_agents: int | None = None, **domain_config: Any) -> GuidedParallelEnv:
+    """A fresh ``ParallelEnv`` of a registered domain, e.g. ``parallel_env("cloud", 6, horizon=5)``.
+
+    Args:
+        domain: a registered domain name (``guidedmarl domains``) or ``module:Class``.
+        num_agents: N (default: the domain's own default).
+        **domain_config: the domain's settings (as under ``domain_config`` in a run file).
+    """
+    from guidedmarl.domain import get_domain
+
+    built = get_domain(domain).from_config(num_agents, dict(domain_config))
+    return GuidedParallelEnv(built.make_env(1))
