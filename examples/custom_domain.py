@@ -30,7 +30,7 @@ from guidedmarl.experiment import run_experiment as run
 class BinsSettings(BaseModel):
     """Settings of the bins domain (validated; unknown keys are rejected)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     agents_per_bin: int = Field(4, ge=1, le=1000, description="N / M")
     horizon: int = Field(10, ge=1, le=10_000, description="steps per episode")
 

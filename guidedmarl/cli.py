@@ -19,7 +19,7 @@ from guidedmarl.commands import analysis, training
 from guidedmarl.commands.common import console, fail
 from guidedmarl.commands.settings import config_app
 from guidedmarl.config import load_settings
-from guidedmarl.domain import available_domains
+from guidedmarl.domain import available_domains, get_domain
 from guidedmarl.errors import ConfigError, GuidedMarlError
 from guidedmarl.studies.cli import study_app
 
@@ -85,8 +85,13 @@ def domains() -> None:
     table = Table(title="guidedmarl domains")
     table.add_column("name")
     table.add_column("description")
+    table.add_column("devices")
     for name, description in available_domains().items():
-        table.add_row(name, description)
+        try:
+            devices = ", ".join(get_domain(name).devices)
+        except GuidedMarlError:
+            devices = "?"
+        table.add_row(name, description, devices)
     console.print(table)
 
 

@@ -9,9 +9,11 @@ domain is built (see :mod:`guidedmarl.domain`).
 from __future__ import annotations
 
 import json
+import re
 import tomllib
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -22,7 +24,7 @@ from guidedmarl.registry import did_you_mean, load_module
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class PPOConfig(_Strict):
@@ -40,7 +42,9 @@ class PPOConfig(_Strict):
     entropy_coef: float = Field(0.01, ge=0, le=1, description="weight of the policy-entropy bonus")
     value_coef: float = Field(0.5, ge=0, le=100, description="weight of the value loss")
     max_grad_norm: float = Field(0.5, gt=0, le=1e6, description="clip of the global gradient norm")
-    hidden: list[int] = Field(default_factory=lambda: [64, 64], min_length=1, description="hidden layer widths")
+    hidden: list[Annotated[int, Field(ge=1, le=65536)]] = Field(
+        default_factory=lambda: [64, 64], min_length=1, max_length=16, description="hidden layer widths (each >= 1)"
+    )
     shared_parameters: bool = Field(True, description="one network for all agents (False: per-agent weights)")
     actor: Literal["auto", "mlp", "option_scorer"] = Field(
         "auto",
@@ -105,6 +109,11 @@ class RunConfig(_Strict):
         "default of one thread per core spins and runs many times slower, see the README; null: torch's default). "
         "Same seed and same thread count give the same numbers; another thread count sums in another order",
     )
+    device: str = Field(
+        "cpu",
+        description="where the environments, the analytical model and the networks live: cpu, cuda or cuda:K "
+        "(the domain must support it, see `guidedmarl domains`; convex-layer references are solved on the CPU)",
+    )
     out: Path = Field(Path("runs/latest"), description="run directory")
     log: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=list,
@@ -153,6 +162,13 @@ class RunConfig(_Strict):
             check_preset_kinds(algo, value)
         return value
 
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if not re.match(r"^(cpu|cuda(:\d+)?)$", value):
+            raise ValueError(f"must be cpu, cuda or cuda:K (K a device index), got '{value}'")
+        return value
+
     @field_validator("algo")
     @classmethod
     def _known_algo(cls, value: str) -> str:
@@ -165,13 +181,52 @@ class RunConfig(_Strict):
         return value
 
 
-def format_validation_error(err: ValidationError, source: str = "config") -> str:
-    """One line per problem: ``field.path: message``."""
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``Model``, ``Model | None``, ``list[Model]``), if one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _names_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The setting names valid at ``loc`` (the path of an unknown key) under ``model``."""
+    for part in loc[:-1]:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        model = _model_in(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _message(e: dict[str, Any], model: type[BaseModel] | None) -> str:
+    """A pydantic error as a sentence: NaN and infinities said as such, unknown keys with a suggestion."""
+    if e["type"] == "finite_number":
+        try:
+            value = float(e.get("input"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            value = float("inf")
+        said = "is not a number (NaN)" if value != value else f"is infinite ({value})"
+        return f"{said}; give a finite value"
+    if e["type"] == "extra_forbidden":
+        names = _names_at(model, tuple(e["loc"]))
+        key = str(e["loc"][-1])
+        listed = f"; valid here: {', '.join(names)}" if 0 < len(names) <= 12 else "; see `guidedmarl config show`"
+        return f"unknown setting '{key}'{did_you_mean(key, names)}{listed}"
+    return e["msg"].removeprefix("Value error, ")
+
+
+def format_validation_error(err: ValidationError, source: str = "config", model: type[BaseModel] | None = None) -> str:
+    """One line per problem: ``field.path: message`` (``model``: the validated class, for "did you mean")."""
     lines = [f"invalid {source}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  {loc}: {msg}")
+        lines.append(f"  {loc}: {_message(dict(e), model)}")
     return "\n".join(lines)
 
 
@@ -212,7 +267,7 @@ def build_config(data: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source, RunConfig)) from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -24,11 +24,13 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor
 
 from guidedmarl.analytical.model import AnalyticalModel
 from guidedmarl.config import format_validation_error
+from guidedmarl.device import resolve_device
 from guidedmarl.env import MultiAgentVecEnv, Step
 from guidedmarl.errors import ConfigError
 from guidedmarl.registry import Registry, load_module
@@ -93,6 +95,9 @@ class Domain(ABC):
             deterministic policy sends agents with the same view to the same option.
         default_agents: N when a run does not give one (``RunConfig.agents`` None). A
             domain whose data fixes N (a power case) overrides ``resolve_agents`` instead.
+        devices: the device types ``make_env`` and ``make_model`` can build on. The default
+            is ``("cpu",)``; a domain that creates every tensor on ``self.device`` (set by
+            :meth:`from_config` from ``RunConfig.device``) declares ``("cpu", "cuda")``.
 
     Args:
         num_agents: N.
@@ -107,6 +112,9 @@ class Domain(ABC):
     target_heuristic: ClassVar[str | None] = None
     greedy_evaluation: ClassVar[bool] = True
     default_agents: ClassVar[int] = 50
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    device: torch.device = torch.device("cpu")
+    """Where this domain's environments and model live (set by :meth:`from_config`)."""
 
     def __init__(self, num_agents: int, settings: BaseModel) -> None:
         if num_agents < 1:
@@ -124,14 +132,18 @@ class Domain(ABC):
         return cls.default_agents if requested is None else requested
 
     @classmethod
-    def from_config(cls, num_agents: int | None, domain_config: dict[str, Any]) -> Domain:
+    def from_config(cls, num_agents: int | None, domain_config: dict[str, Any], device: str = "cpu") -> Domain:
         """Validate ``domain_config`` with ``settings_model`` and build the domain with
-        ``resolve_agents(num_agents)`` agents (``num_agents`` None: the domain's default)."""
+        ``resolve_agents(num_agents)`` agents (``num_agents`` None: the domain's default) on
+        ``device`` (a :class:`ConfigError` if the domain or the machine cannot use it)."""
+        where = resolve_device(device, cls.devices, f"domain '{cls.name}'")
         try:
             settings = cls.settings_model.model_validate(domain_config)
         except ValidationError as err:
-            raise ConfigError(format_validation_error(err, f"domain_config for domain '{cls.name}'")) from None
-        return cls(cls.resolve_agents(num_agents, settings), settings)
+            raise ConfigError(format_validation_error(err, f"domain_config for domain '{cls.name}'", cls.settings_model)) from None
+        domain = cls(cls.resolve_agents(num_agents, settings), settings)
+        domain.device = where
+        return domain
 
     @abstractmethod
     def make_env(self, num_envs: int) -> MultiAgentVecEnv:

@@ -33,6 +33,11 @@ class EvalResult:
         return {"mean": self.mean, "std": self.std, "returns": self.returns, "info": self.info}
 
 
+def _cuda_devices() -> list[int]:
+    """The CUDA devices whose generators evaluation must leave as it found them (none without CUDA)."""
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
 @torch.no_grad()
 def run_policy(
     env: MultiAgentVecEnv, seeds: list[int], act: Callable[[Step], Tensor], sample_seed: int | None = None
@@ -46,7 +51,7 @@ def run_policy(
     same checkpoint gives the same figure, in the run and in ``guidedmarl evaluate``, and
     successive checkpoints are compared on common random numbers).
     """
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=_cuda_devices()):
         if sample_seed is not None:
             torch.manual_seed(sample_seed)
         traj = rollout(env, act, seeds)

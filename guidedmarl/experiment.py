@@ -41,6 +41,7 @@ import yaml
 from guidedmarl import checkpoint as ckpt
 from guidedmarl.atomic import atomic_write_text
 from guidedmarl.config import RunConfig
+from guidedmarl.device import resolve_device
 from guidedmarl.domain import Domain, get_domain
 from guidedmarl.errors import CheckpointError
 from guidedmarl.evaluation import EvalResult
@@ -61,12 +62,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_device(config: RunConfig) -> None:
+    """A :class:`ConfigError` unless this machine and the run's domain can use ``config.device``
+    (called before the run folder is touched)."""
+    resolve_device(config.device, get_domain(config.domain).devices, f"domain '{config.domain}'")
+
+
 def build(config: RunConfig) -> tuple[Domain, Trainer]:
     """Domain and trainer for a configuration (seeds the global generators first)."""
     seed_everything(config.seed)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    domain = get_domain(config.domain).from_config(config.agents, config.domain_config)
+    domain = get_domain(config.domain).from_config(config.agents, config.domain_config, config.device)
     trainer = Trainer(
         domain.make_env(config.envs),
         config.ppo,
@@ -74,6 +81,7 @@ def build(config: RunConfig) -> tuple[Domain, Trainer]:
         domain.make_model(),
         seed=config.seed,
         total_episodes=config.episodes,
+        device=domain.device,
     )
     return domain, trainer
 
@@ -150,6 +158,7 @@ def run_experiment(
             ``interrupted`` and resumable.
     """
     out = Path(config.out)
+    check_device(config)
     prepare_out(out, resume, force)
     if resume and run_status(out) == "finished":
         return finished_result(out)
@@ -163,7 +172,7 @@ def run_experiment(
             raise
         state = None
     atomic_write_text(out / CONFIG, yaml.safe_dump(resolved, sort_keys=False))
-    session = provenance(resolved["threads"], "cpu", " ".join(sys.argv))
+    session = provenance(resolved["threads"], str(domain.device), " ".join(sys.argv))
     record_session(out, session | {"resumed_from_episode": state.episode if state else None})
     fresh = state is None
     state = state or Progress()

@@ -55,7 +55,7 @@ def _validated(value: Any, registry: Registry[Any], what: str) -> BaseModel:
 class LearnerConfig(BaseModel):
     """A learner: which critic and which advantage estimator, each with its settings."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
     critic: SerializeAsAny[CriticConfig]
     estimator: SerializeAsAny[EstimatorConfig]
 

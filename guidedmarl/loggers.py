@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import math
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -174,7 +175,9 @@ class WandbLogger:
 
     def start(self, rows: Sequence[dict[str, float]]) -> None:
         id_file = self.out / "wandb_id.txt"
-        run_id = id_file.read_text().strip() if id_file.is_file() else self.wandb.util.generate_id()
+        # W&B accepts any id of letters and digits; a random one (not from the run seed: it names
+        # the W&B run, it changes no number), kept in the folder so that a resume continues it
+        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
         atomic_write_text(id_file, run_id)
         self.run = self.wandb.init(id=run_id, resume="allow", dir=str(self.out), config=self.config,
                                    name=self.out.name)  # fmt: skip

@@ -81,6 +81,7 @@ def evaluate(
     seed: int | None = None,
     heuristics: bool = True,
     out: Path | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Score a checkpoint of ``run`` on its test scenarios, or on ``scenarios`` fresh ones drawn with ``seed``.
 
@@ -88,6 +89,7 @@ def evaluate(
     ``greedy_evaluation`` where it is not set); with ``heuristics`` the domain's heuristics are scored on the same scenarios. The
     result (also written as JSON to ``out``, default ``RUN/eval-CHECKPOINT-SCENARIOS.json``)
     holds the checkpoint, the scenario seeds, the mean, std and per-scenario returns.
+    ``device`` scores it on another device than the run's (e.g. a GPU run on a laptop).
     """
     from guidedmarl import checkpoint as ckpt
     from guidedmarl.evaluation import evaluate_heuristic, run_policy
@@ -96,7 +98,8 @@ def evaluate(
     run = run if isinstance(run, Run) else load_run(run)
     path = run.checkpoint(checkpoint)
     state = ckpt.trainer_state(ckpt.read_torch_file(path), path)
-    domain, trainer = build(run.config)
+    config = run.config if device is None else run.config.model_copy(update={"device": device})
+    domain, trainer = build(config)
     ckpt.load_into(trainer, state, path)
     label, seeds = scenario_seeds(domain, run.config, scenarios, seed)
     env = domain.make_env(len(seeds))
@@ -108,6 +111,7 @@ def evaluate(
         "checkpoint_episode": int(state["episode"]),
         "scenarios": {"kind": "test" if seed is None else "fresh", "count": len(seeds), "seed": seed, "seeds": seeds},
         "evaluation_mode": "greedy" if mode else "sampled",
+        "device": str(domain.device),
         "policy": policy.as_dict(),
         "heuristics": {},
     }

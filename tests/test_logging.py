@@ -102,3 +102,69 @@ def test_the_run_folder_records_versions_commit_and_threads(tmp_path: Path) -> N
     git = session["git"]
     assert git is None or (len(git["commit"]) == 40 and isinstance(git["dirty"], bool))
     assert json.loads((out / "summary.json").read_text())["threads"] == 1
+
+
+class _FakeWandb:
+    """Stands in for the wandb package: records what the logger calls."""
+
+    def __init__(self) -> None:
+        self.inits: list[dict[str, object]] = []
+        self.logged: list[tuple[dict[str, float], int]] = []
+        self.finished = 0
+        fake = self
+
+        class _Run:
+            def log(self, data: dict[str, float], step: int) -> None:
+                fake.logged.append((data, step))
+
+            def finish(self) -> None:
+                fake.finished += 1
+
+        self._run = _Run
+
+    def init(self, **kwargs: object):
+        self.inits.append(kwargs)
+        return self._run()
+
+
+def _wandb_config(tmp_path: Path) -> RunConfig:
+    return RunConfig(domain="cloud", agents=6, episodes=3, out=tmp_path / "w", log=["wandb"],
+                     domain_config={"horizon": 5, "warmup": 2},
+                     eval={"test_scenarios": 2, "validation_scenarios": 2, "heuristics": False})  # fmt: skip
+
+
+def test_wandb_logger_logs_every_row_by_env_steps_and_a_resume_continues_its_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    fake = _FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cfg = _wandb_config(tmp_path)
+
+    def stop(episode: int, row: dict[str, float]) -> None:
+        if episode == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, on_episode=stop)
+    result = run_experiment(cfg, resume=True)
+    first, second = fake.inits
+    assert first["id"] == second["id"] == (cfg.out / "wandb_id.txt").read_text()
+    assert first["resume"] == "allow" and first["dir"] == str(cfg.out) and first["config"]["seed"] == 0
+    assert fake.finished == 2  # each session closes its W&B run
+    steps = [step for _, step in fake.logged]
+    assert steps == [int(r["global_step"]) for r in result.metrics]  # every row once, keyed by env steps
+    final = fake.logged[-1][0]
+    assert final["eval/test_reward"] == result.metrics[-1]["eval/test_reward"] and final["episode"] == 3
+
+
+def test_wandb_offline_run_is_written_where_wandb_is_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("wandb", reason="wandb is optional (pip install wandb); not installed here")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = _wandb_config(tmp_path)
+    run_experiment(cfg)
+    run_id = (cfg.out / "wandb_id.txt").read_text()
+    files = list((cfg.out / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    assert len(files) == 1 and files[0].stat().st_size > 0

@@ -54,6 +54,7 @@ class CloudDomain(Domain):
     # Best-Fit rule loses 10x to Best-Fit that way), a sampled one spreads them, as the
     # randomised fit-aware rules do (docs/results.md, "evaluation mode")
     greedy_evaluation = False
+    devices = ("cpu", "cuda")  # every tensor is created on self.device (tests/test_device.py)
 
     def __init__(self, num_agents: int, settings: CloudSettings) -> None:  # type: ignore[override]
         super().__init__(num_agents, settings)
@@ -66,7 +67,7 @@ class CloudDomain(Domain):
         )
 
     def make_env(self, num_envs: int) -> CloudEnv:
-        return CloudEnv(num_envs, self.fleet, self.candidates, self.settings)
+        return CloudEnv(num_envs, self.fleet.to(self.device), self.candidates.to(self.device), self.settings)
 
     def make_model(self) -> CloudModel:
         s = self.settings
@@ -87,7 +88,8 @@ class CloudDomain(Domain):
         if self.settings.potential_weighting == "uniform":
             return None
         cap = torch.stack([self.fleet.cpu, self.fleet.mem], dim=-1).to(torch.float64)  # [M, 2]
-        return (cap / cap.mean(dim=0, keepdim=True)).reshape(-1).to(torch.get_default_dtype())
+        weights = (cap / cap.mean(dim=0, keepdim=True)).reshape(-1)
+        return weights.to(dtype=torch.get_default_dtype(), device=self.device)
 
     def heuristics(self) -> dict[str, Callable[[], HeuristicPolicy]]:
         return {name: (lambda cls=cls: _CloudHeuristicPolicy(cls())) for name, cls in HEURISTICS.items()}

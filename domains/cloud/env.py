@@ -58,6 +58,9 @@ class CloudEnv(MultiAgentVecEnv):
         self.settings = settings
         n, k = candidates.shape
         m = fleet.num_servers
+        self.device = fleet.cpu.device  # the environment lives where its fleet does
+        if candidates.device != self.device:
+            raise ValueError(f"candidates are on {candidates.device} but the fleet is on {self.device}")
         self.capacity = torch.stack([fleet.cpu, fleet.mem], dim=-1)  # [M, 2]
         self.spec = EnvSpec(
             num_agents=n,
@@ -95,7 +98,7 @@ class CloudEnv(MultiAgentVecEnv):
             raise ValueError(f"reset needs {self.num_envs} seeds, got {len(seeds)}")
         s = self.settings
         self.scenario = generate_scenarios(
-            seeds, self.spec.num_agents, s.horizon, s.warmup, self.fleet.total_cpu, s.workload
+            seeds, self.spec.num_agents, s.horizon, s.warmup, self.fleet.total_cpu, s.workload, self.device
         )
         self.sim.reset()
         self._mean_rate = self.scenario.arrival_rate[:, s.warmup :].mean(dim=1).clamp_min(1e-6)  # [E]
@@ -109,8 +112,8 @@ class CloudEnv(MultiAgentVecEnv):
             self._dispatch(choice, w)
             self.sim.tick()
         self.t = 0
-        zeros = torch.zeros(self.num_envs)
-        return self._observe(zeros, torch.zeros(self.num_envs, dtype=torch.bool), {})
+        zeros = torch.zeros(self.num_envs, device=self.device)
+        return self._observe(zeros, torch.zeros(self.num_envs, dtype=torch.bool, device=self.device), {})
 
     def model_context(self) -> CloudContext:
         jobs = self.current_jobs()
@@ -134,8 +137,8 @@ class CloudEnv(MultiAgentVecEnv):
         e, (n, k) = self.num_envs, self.candidates.shape
         demand = torch.stack([jobs.cpu, jobs.mem], dim=-1) * active.unsqueeze(-1)  # [E, N, 2]
         server = self.candidates.unsqueeze(0).expand(e, -1, -1).gather(2, actions.long().unsqueeze(-1)).squeeze(-1)
-        added = torch.zeros(e, self.fleet.num_servers, 2).index_put_(
-            (torch.arange(e).unsqueeze(1).expand(e, n), server), demand, accumulate=True
+        added = torch.zeros(e, self.fleet.num_servers, 2, device=self.device).index_put_(
+            (torch.arange(e, device=self.device).unsqueeze(1).expand(e, n), server), demand, accumulate=True
         )
         at_candidates = added[:, self.candidates]  # [E, N, K, 2]
         own = torch.nn.functional.one_hot(actions.long(), k).unsqueeze(-1) * demand.unsqueeze(2)  # [E, N, K, 2]
@@ -160,7 +163,7 @@ class CloudEnv(MultiAgentVecEnv):
         }
         self.sim.tick()
         self.t += 1
-        done = torch.full((self.num_envs,), self.t >= self.spec.horizon)
+        done = torch.full((self.num_envs,), self.t >= self.spec.horizon, device=self.device)
         return self._observe(reward.float(), done, info)
 
     # ----------------------------------------------------------------- internals
@@ -190,7 +193,7 @@ class CloudEnv(MultiAgentVecEnv):
                 demand[..., 1] / 8.0,
                 torch.log1p(sc.duration[:, s].float()) / self._log_max_duration,
                 active.float(),
-                torch.full((e, n), self.t / self.spec.horizon),
+                torch.full((e, n), self.t / self.spec.horizon, device=self.device),
             ],
             dim=-1,
         )
@@ -200,7 +203,7 @@ class CloudEnv(MultiAgentVecEnv):
         committed = running + queued
         offered = sc.offered_load[:, s] / cap.sum(dim=0)
         state = torch.cat(
-            [committed.reshape(e, -1), running.reshape(e, -1), offered, torch.full((e, 1), self.t / self.spec.horizon)],
+            [committed.reshape(e, -1), running.reshape(e, -1), offered, torch.full((e, 1), self.t / self.spec.horizon, device=self.device)],
             dim=-1,
         )
         return Step(obs=obs, state=state, active=active, reward=reward, done=done, info=info)

@@ -20,7 +20,7 @@ class CloudSettings(BaseModel):
     so its observation and action space stay the same size at any N.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     agents_per_server: float = Field(2.0, gt=0, le=1000, description="N / M, dispatchers per server")
     candidates: int = Field(8, ge=1, le=256, description="K, candidate servers per agent (its zone)")

@@ -80,7 +80,7 @@ assert MAX_JOB_CPU <= MIN_SERVER_CPU and MAX_JOB_MEM <= MIN_SERVER_MEM, "every j
 class WorkloadConfig(BaseModel):
     """Parameters of the arrival process and of the job model (steps, vCPU, GiB)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     mean_load: float = Field(
         0.7,

@@ -20,7 +20,7 @@ class LoadSettings(BaseModel):
     independent per-bus noise (std ``bus_noise``), both clipped at 3 standard deviations.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     min_factor: float = Field(0.65, ge=0.05, le=1.0, description="night trough of the daily profile / its peak")
     level_low: float = Field(0.85, gt=0, le=2.0, description="lowest scenario peak, fraction of the case's demand")
@@ -45,7 +45,7 @@ class PowerSettings(BaseModel):
     ``--agents`` is checked against it.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     case: str = Field("case30", min_length=1, description="pypower IEEE case (case30, case118, ...) or PGLib case")
     horizon: int = Field(24, ge=1, le=10_000, description="periods per episode")

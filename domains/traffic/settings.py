@@ -15,7 +15,7 @@ class TrafficSettings(BaseModel):
     controlled and the others are background traffic (see ``packets.py``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     network: Literal["braess", "siouxfalls", "anaheim"] = Field("siouxfalls", description="shipped TNTP network")
     routes: int = Field(4, ge=1, le=16, description="k, the shortest free-flow routes each packet chooses from")

@@ -128,20 +128,20 @@ class RoundedState(_Surrogate):
 
 
 class BiasedConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     kind: Literal["biased"] = "biased"
     beta: float = Field(0.3, ge=0, le=100, description="shift in units of the reference's spread")
     direction: Literal["uniform", "random"] = "random"
 
 
 class NoisyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     kind: Literal["noisy"] = "noisy"
     sigma: float = Field(0.3, ge=0, le=100, description="noise std in units of the reference's spread")
 
 
 class RoundedConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     kind: Literal["rounded"] = "rounded"
     step: float = Field(0.1, gt=0, le=100, description="quantisation step of the state, in state units")
 

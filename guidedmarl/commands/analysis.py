@@ -25,13 +25,14 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[Optional[int], typer.Option(help="draw fresh scenarios with this seed (default: the test set)")] = None,
         heuristics: Annotated[bool, typer.Option(help="score the domain's heuristics on the same scenarios")] = True,
         out: Annotated[Optional[Path], typer.Option(help="JSON file (default RUN_DIR/eval-CHECKPOINT-SCENARIOS.json)")] = None,
+        device: Annotated[Optional[str], typer.Option(help="score on this device (default: the run's own)")] = None,
         debug: Annotated[bool, typer.Option(help="show the traceback of an error")] = False,
     ) -> None:
         """Score a checkpoint on the run's test scenarios, or on fresh ones (--seed); write the result as JSON."""
         from guidedmarl.runs import evaluate as score
 
         try:
-            result = score(run_dir, checkpoint, scenarios, seed, heuristics, out)
+            result = score(run_dir, checkpoint, scenarios, seed, heuristics, out, device)
         except GuidedMarlError as exc:
             raise fail(exc, debug) from None
         sc = result["scenarios"]

@@ -54,10 +54,11 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def train(cfg: RunConfig, resume: bool, force: bool, quiet: bool, debug: bool) -> None:
     """Run (or resume) ``cfg`` with a progress bar, then print the table of test rewards."""
-    from guidedmarl.experiment import run_experiment  # torch import deferred: `--help` stays fast
+    from guidedmarl.experiment import check_device, run_experiment  # torch import deferred: `--help` stays fast
     from guidedmarl.rundir import prepare_out, read_summary
 
     try:
+        check_device(cfg)
         prepare_out(cfg.out, resume, force)  # refuse before any work starts
         done = (read_summary(cfg.out) or {}).get("episodes_done", 0) if resume else 0
     except GuidedMarlError as exc:
@@ -126,6 +127,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Optional[Path], typer.Option(help="run directory (default runs/DOMAIN-ALGO-nN-sSEED)")] = None,
         envs: Annotated[Optional[int], typer.Option(help="parallel training environments per episode")] = None,
         threads: Annotated[Optional[int], typer.Option(help="torch threads (default 1, see `threads` in config show)")] = None,
+        device: Annotated[Optional[str], typer.Option(help="cpu (default), cuda or cuda:K: where the run's tensors live")] = None,
         config: Annotated[Optional[Path], typer.Option("--config", help="YAML or TOML settings file")] = None,
         set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set ppo.learning_rate=1e-3")] = None,
         log: Annotated[Optional[list[str]], typer.Option(help="extra logger: tensorboard, wandb (repeatable)")] = None,
@@ -140,7 +142,7 @@ def register(app: typer.Typer) -> None:
         try:
             data: dict[str, Any] = load_settings(config, set_)
             flags = {"domain": domain, "algo": algo, "agents": agents, "episodes": episodes, "seed": seed}
-            flags |= {"out": out, "envs": envs, "threads": threads, "plugins": plugin, "log": log}
+            flags |= {"out": out, "envs": envs, "threads": threads, "device": device, "plugins": plugin, "log": log}
             data = deep_merge(data, {k: v for k, v in flags.items() if v is not None})
             if "out" not in data:
                 cfg0 = build_config(data, "options")

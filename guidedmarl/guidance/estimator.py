@@ -60,7 +60,7 @@ def masked_standardize(values: Tensor, mask: Tensor, center: bool = True, eps: f
 class EstimatorConfig(BaseModel):
     """Settings of an advantage estimator; subclasses fix ``kind`` with a ``Literal``."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
     kind: str
 
 

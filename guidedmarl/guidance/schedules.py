@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 AlphaSchedule = Callable[[float], float]
 
@@ -20,7 +20,7 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 class ConstantAlpha(BaseModel):
     """alpha(p) = value for the whole run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     kind: Literal["constant"] = "constant"
     value: Fraction = Field(0.5, description="alpha throughout training")
 
@@ -31,7 +31,7 @@ class ConstantAlpha(BaseModel):
 class LinearAlpha(BaseModel):
     """alpha(p) = start + (end - start) * p: linear from ``start`` to ``end`` over the run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     kind: Literal["linear"] = "linear"
     start: Fraction = Field(0.9, description="alpha at the first training episode")
     end: Fraction = Field(0.2, description="alpha at the last training episode")
@@ -41,7 +41,27 @@ class LinearAlpha(BaseModel):
         return self.start + (self.end - self.start) * p
 
 
-ScheduleConfig = Annotated[Union[ConstantAlpha, LinearAlpha], Field(discriminator="kind")]
+def _schedule_kind(value: object) -> str | None:
+    """The schedule's ``kind``; a mapping without one (a partial override such as
+    ``--set learner.estimator.alpha.end=0.5``) is read by its keys: ``value`` means constant,
+    ``start`` / ``end`` mean linear (the default schedule's other settings keep their defaults)."""
+    if isinstance(value, BaseModel):
+        return getattr(value, "kind", None)
+    if not isinstance(value, dict):
+        return None
+    if "kind" in value:
+        return value["kind"]
+    return "constant" if "value" in value else "linear"
+
+
+ScheduleConfig = Annotated[
+    Union[Annotated[ConstantAlpha, Tag("constant")], Annotated[LinearAlpha, Tag("linear")]],
+    Discriminator(
+        _schedule_kind,
+        custom_error_type="alpha_kind",
+        custom_error_message="alpha.kind must be 'constant' (with value) or 'linear' (with start, end)",
+    ),
+]
 
 
 def checked_alpha(schedule: AlphaSchedule, progress: float) -> float:

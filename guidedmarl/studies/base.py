@@ -46,7 +46,7 @@ def agent_grid(value: list[int]) -> list[int]:
 class StudySettings(BaseModel):
     """Settings every study has (subclasses add their own fields)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     study: ClassVar[str] = "study"
 
     domain: str | None = Field(

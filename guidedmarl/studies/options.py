@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
+import rich.markup
 import typer
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
@@ -186,7 +187,8 @@ def _parameter(spec: OptionSpec) -> inspect.Parameter:
     else:
         annotation, default = Optional[spec.item], spec.default
     flags = [f"{spec.flag}/--no-{spec.flag[2:]}"] if spec.kind == "bool" else [spec.flag]
-    text = spec.help + (f" (default {spec.shown_default})" if spec.shown_default else "")
+    # the help is rendered as rich markup: escape it, or "pip install -e '.[ray]'" loses its "[ray]"
+    text = rich.markup.escape(spec.help + (f" (default {spec.shown_default})" if spec.shown_default else ""))
     option = typer.Option(default, *flags, help=text, show_default=spec.shown_default is None)
     return inspect.Parameter(spec.field, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 

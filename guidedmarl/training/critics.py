@@ -41,7 +41,7 @@ from guidedmarl.training.networks import AgentMLP
 class CriticConfig(BaseModel):
     """Settings of a critic; subclasses add fields and fix ``kind`` with a ``Literal``."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
     kind: str
 
 

@@ -158,7 +158,7 @@ def rollout(
     info: dict[str, list[Tensor]] = {}
     step = env.reset(seeds)
     _check_step(env, step, "reset")
-    returns = torch.zeros(env.num_envs, dtype=torch.float64)
+    returns = torch.zeros(env.num_envs, dtype=torch.float64, device=step.reward.device)
     for t in range(horizon):
         t0 = time.perf_counter()
         out = policy(step)

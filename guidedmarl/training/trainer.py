@@ -123,6 +123,8 @@ class Trainer:
         seed: seeds the minibatch shuffling generator and the estimator (the global torch
             seed is the caller's: :func:`guidedmarl.experiment.build` sets it from the run seed).
         total_episodes: training length, for the estimator's schedule (progress in [0, 1]).
+        device: where the networks, buffers and advantages live; the environment's tensors
+            must already be there (:attr:`guidedmarl.Domain.device`).
     """
 
     def __init__(
@@ -133,8 +135,10 @@ class Trainer:
         model: AnalyticalModel | None,
         seed: int,
         total_episodes: int,
+        device: torch.device | str = "cpu",
     ) -> None:
         spec = env.spec
+        self.device = torch.device(device)
         self.env, self.ppo, self.learner, self.model = env, ppo, learner, model
         self.total_episodes = total_episodes
         self.episode = 0
@@ -151,6 +155,8 @@ class Trainer:
         self.critic: Critic = critic_cls(spec, learner.critic, ppo.hidden, ppo.shared_parameters)
         self.estimator: AdvantageEstimator = ESTIMATORS.get(learner.estimator.kind)(learner.estimator, model, seed)
         self.value_norm = ValueNormalizer(ppo.value_normalization)
+        for module in (self.actor, self.critic, self.value_norm):
+            module.to(self.device)
         params = list(self.actor.parameters()) + list(self.critic.parameters())
         self.optimizer = torch.optim.Adam(params, lr=ppo.learning_rate, eps=1e-5)
         self.shuffle = torch.Generator().manual_seed(seed)
@@ -253,7 +259,7 @@ class Trainer:
         mb_size = max(1, rows // ppo.num_minibatches)
         stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
         for _ in range(ppo.update_epochs):
-            order = torch.randperm(rows, generator=self.shuffle)
+            order = torch.randperm(rows, generator=self.shuffle).to(self.device)  # CPU generator: same order on every device
             for start in range(0, rows, mb_size):
                 idx = order[start : start + mb_size]
                 mb = {k: v[idx] for k, v in flat.items()}

@@ -1,0 +1,64 @@
+"""Bad settings are refused by the config with a message that names the setting and says what is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from guidedmarl import get_domain
+from guidedmarl.config import build_config, deep_merge, parse_overrides
+from guidedmarl.errors import ConfigError
+
+
+def _build(*overrides: str):
+    return build_config(deep_merge({"domain": "cloud"}, parse_overrides(list(overrides))), "options")
+
+
+@pytest.mark.parametrize("hidden", ["[-3]", "[0]", "[64, 0]"])
+def test_hidden_widths_below_one_are_refused(hidden: str) -> None:
+    with pytest.raises(ConfigError, match=r"ppo\.hidden\.\d: Input should be greater than or equal to 1"):
+        _build(f"ppo.hidden={hidden}")
+
+
+@pytest.mark.parametrize(("raw", "said"), [("nan", "is not a number"), (".nan", "is not a number"),
+                                           (".inf", "is infinite"), ("-.inf", "is infinite")])  # fmt: skip
+def test_nan_and_infinity_are_said_as_such(raw: str, said: str) -> None:
+    with pytest.raises(ConfigError, match=f"ppo.learning_rate: {said}"):
+        _build(f"ppo.learning_rate={raw}")
+
+
+def test_a_non_finite_domain_setting_names_the_setting() -> None:
+    with pytest.raises(ConfigError, match=r"workload\.burst_factor: is infinite"):
+        get_domain("cloud").from_config(6, {"workload": {"burst_factor": float("inf")}})
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("learner.estimator.alpha.end=0.9", ("linear", 0.9, 0.9)),
+        ("learner.estimator.alpha.start=0.5", ("linear", 0.5, 0.2)),
+        ("guidance.alpha.start=0.5", ("linear", 0.5, 0.2)),  # the settings name of older configs
+        ("learner.estimator.alpha.value=0.3", ("constant", 0.3, 0.3)),
+    ],
+)
+def test_a_partial_alpha_override_keeps_the_other_defaults(override: str, expected: tuple[str, float, float]) -> None:
+    alpha = _build(override).learner.estimator.alpha
+    assert (alpha.kind, alpha(0.0), alpha(1.0)) == pytest.approx(expected)
+
+
+def test_an_unknown_alpha_kind_says_which_exist() -> None:
+    with pytest.raises(ConfigError, match="alpha.kind must be 'constant' .* or 'linear'"):
+        _build("learner.estimator.alpha.kind=cubic")
+
+
+@pytest.mark.parametrize(
+    ("override", "suggestion"),
+    [("ppo.learning_rat=0.1", "learning_rate"), ("eval.evry=2", "every"), ("episods=3", "episodes")],
+)
+def test_unknown_keys_get_a_did_you_mean(override: str, suggestion: str) -> None:
+    with pytest.raises(ConfigError, match=f"did you mean '{suggestion}'"):
+        _build(override)
+
+
+def test_unknown_domain_keys_get_a_did_you_mean_and_the_valid_names() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'burst_factor'.*valid here: mean_load"):
+        get_domain("cloud").from_config(6, {"workload": {"burst_factr": 3}})
