@@ -75,7 +75,7 @@ class BinsEnv(MultiAgentVecEnv):
         return BinsContext(sizes=self.sizes, capacity=self.capacity)
 
     def step(self, actions: Tensor) -> Step:
-        self.check_actions(actions)
+        actions = self.check_actions(actions)
         x = BinsModel.utilisation(actions, self.sizes, self.capacity)
         target = self.sizes.sum(1, keepdim=True) / self.capacity.sum()
         reward = -(x - target).square().mean(1) * self.m

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -137,8 +138,15 @@ class MultiAgentVecEnv(ABC):
         others = active.to(own.dtype).sum(dim=1, keepdim=True) - active.to(own.dtype)
         return (total - own) / others.clamp_min(1.0).unsqueeze(-1)
 
-    def check_actions(self, actions: Tensor) -> None:
-        """Raise a ``ValueError`` naming the problem if ``actions`` do not fit the spec."""
+    def check_actions(self, actions: Any) -> Tensor:
+        """``actions`` as a tensor that fits the spec, or a ``ValueError`` naming the problem.
+
+        Tensors are checked as they are; NumPy arrays and nested lists are converted first
+        (integers for discrete actions, floats for continuous ones), so that a user driving an
+        environment from Python can pass either. Call it as ``actions = self.check_actions(actions)``
+        at the top of ``step``.
+        """
+        actions = as_action_tensor(actions, self.spec.action_kind, getattr(self, "device", None))
         spec = self.spec
         expected: tuple[int, ...] = (self.num_envs, spec.num_agents)
         if spec.action_kind == "continuous":
@@ -155,3 +163,28 @@ class MultiAgentVecEnv(ABC):
                 )
         elif not torch.isfinite(actions).all():
             raise ValueError("continuous actions contain NaN or infinite values")
+        return actions
+
+
+def as_action_tensor(actions: Any, kind: str, device: torch.device | str | None = None) -> Tensor:
+    """A tensor from a tensor, a NumPy array or a nested list of actions (``kind``: discrete or continuous).
+
+    Discrete actions must be integers (a float or bool array is refused rather than rounded);
+    continuous ones become float32. Tensors are returned unchanged (their dtype is checked by
+    :meth:`MultiAgentVecEnv.check_actions`).
+    """
+    if isinstance(actions, Tensor):
+        return actions
+    if not isinstance(actions, (np.ndarray, list, tuple)):
+        raise ValueError(f"actions must be a torch tensor, a NumPy array or a nested list, got {type(actions).__name__}")
+    try:
+        array = np.asarray(actions)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(f"actions could not be read as one array: {exc}") from None
+    if kind == "discrete":
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"discrete actions must be integers, got a {type(actions).__name__} of {array.dtype}")
+        return torch.as_tensor(array.astype(np.int64), device=device)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"continuous actions must be numbers, got a {type(actions).__name__} of {array.dtype}")
+    return torch.as_tensor(array.astype(np.float32), device=device)

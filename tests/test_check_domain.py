@@ -151,8 +151,8 @@ def test_nan_in_the_state_is_named(bins: Any) -> None:
 
 def test_accepting_bad_actions_is_named(bins: Any) -> None:
     class Lenient(bins.BinsEnv):
-        def check_actions(self, actions: torch.Tensor) -> None:
-            pass
+        def check_actions(self, actions: torch.Tensor) -> torch.Tensor:
+            return actions
 
     failed(checked(broken_bins(bins, Lenient)), "env: bad actions refused",
            "Lenient.check_actions accepted option 4 (num_actions = 4)")
@@ -321,8 +321,8 @@ def test_cli_check_passes_on_cloud_and_prints_the_table() -> None:
 
 def test_cli_check_exits_1_on_a_failing_domain(bins: Any) -> None:
     class Lenient(bins.BinsEnv):
-        def check_actions(self, actions: torch.Tensor) -> None:
-            pass
+        def check_actions(self, actions: torch.Tensor) -> torch.Tensor:
+            return actions
 
     class LenientBins(bins.BinsDomain):
         def make_env(self, num_envs: int) -> Any:

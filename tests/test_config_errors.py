@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from guidedmarl import get_domain
 from guidedmarl.config import build_config, deep_merge, parse_overrides
@@ -62,3 +63,48 @@ def test_unknown_keys_get_a_did_you_mean(override: str, suggestion: str) -> None
 def test_unknown_domain_keys_get_a_did_you_mean_and_the_valid_names() -> None:
     with pytest.raises(ConfigError, match="did you mean 'burst_factor'.*valid here: mean_load"):
         get_domain("cloud").from_config(6, {"workload": {"burst_factr": 3}})
+
+
+@pytest.mark.parametrize(
+    ("domain", "agents", "config"),
+    [("cloud", 4, {"horizon": 3, "warmup": 1}), ("traffic", 4, {"network": "braess", "horizon": 3, "train_scenarios": 2})],
+)
+def test_discrete_env_step_accepts_numpy_arrays_and_lists(domain: str, agents: int, config: dict) -> None:
+    import numpy as np
+
+    env = get_domain(domain).from_config(agents, config).make_env(1)
+    steps = []
+    for actions in (np.zeros((1, agents), dtype=np.int32), [[0] * agents]):
+        env.reset([0])
+        steps.append(env.step(actions))
+    env.reset([0])
+    steps.append(env.step(torch.zeros(1, agents, dtype=torch.long)))
+    assert steps[0].reward.tolist() == steps[1].reward.tolist() == steps[2].reward.tolist()
+
+
+def test_continuous_env_step_accepts_numpy_arrays_and_lists() -> None:
+    import numpy as np
+
+    env = get_domain("power").from_config(None, {"case": "case30", "horizon": 3}).make_env(1)
+    n = env.spec.num_agents
+    env.reset([0])
+    from_numpy = env.step(np.zeros((1, n, 1), dtype=np.float64))
+    env.reset([0])
+    from_list = env.step([[[0.0]] * n])
+    assert from_numpy.reward.tolist() == from_list.reward.tolist()
+
+
+@pytest.mark.parametrize(
+    ("actions", "message"),
+    [
+        ("0101", "must be a torch tensor, a NumPy array or a nested list, got str"),
+        ([[0.5, 1.0, 0.0, 1.0]], "discrete actions must be integers, got a list of float64"),
+        ([[0, 1], [0]], "could not be read as one array"),
+        ([[0, 1, 0]], r"actions must have shape \(1, 4\), got \(1, 3\)"),
+    ],
+)
+def test_bad_python_actions_get_a_clear_message(actions: object, message: str) -> None:
+    env = get_domain("cloud").from_config(4, {"horizon": 3, "warmup": 1}).make_env(1)
+    env.reset([0])
+    with pytest.raises(ValueError, match=message):
+        env.step(actions)  # type: ignore[arg-type]

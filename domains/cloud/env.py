@@ -148,7 +148,7 @@ class CloudEnv(MultiAgentVecEnv):
         self._require_scenario()
         if self.t >= self.spec.horizon:
             raise RuntimeError("episode is over: call reset(seeds) first")
-        self.check_actions(actions)
+        actions = self.check_actions(actions)
         result = self._dispatch(actions, self._index())
         queued_servers = (self.sim.queue_length > 0).float().mean(dim=1)
         waiting = result.waiting.float()

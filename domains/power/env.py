@@ -31,6 +31,7 @@ its change, the gap, t / T and the time of day.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -141,16 +142,16 @@ class PowerEnv(MultiAgentVecEnv):
             reference_output=self.reference[:, self.t],
         )
 
-    def check_actions(self, actions: Tensor) -> None:
+    def check_actions(self, actions: Any) -> Tensor:
         if isinstance(actions, Tensor) and not actions.is_floating_point():
             raise ValueError(f"power actions must be float tensors of shape [E, N, 1], got dtype {actions.dtype}")
-        super().check_actions(actions)
+        return super().check_actions(actions)
 
     def step(self, actions: Tensor) -> Step:
         self._require()
         if self.t >= self.spec.horizon:
             raise RuntimeError("episode is over: call reset(seeds) first")
-        self.check_actions(actions)
+        actions = self.check_actions(actions)
         lo, hi = self.window()
         p = lo + (hi - lo) * torch.sigmoid(actions[..., 0].to(torch.float64))
         t = self.t

@@ -140,7 +140,7 @@ class TrafficEnv(MultiAgentVecEnv):
         self._require()
         if self.t >= self.spec.horizon:
             raise RuntimeError("episode is over: call reset(seeds) first")
-        self.check_actions(actions)
+        actions = self.check_actions(actions)
         flow = self.flows_of(actions)
         link_time = self.travel_time(flow)
         tstt = (flow * link_time).sum(-1)
