@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from guidedmarl import checkpoint as ckpt
 from guidedmarl.atomic import atomic_torch_save, atomic_write_json
 from guidedmarl.config import RunConfig
 from guidedmarl.domain import Domain
+from guidedmarl.errors import GuidedMarlError
 from guidedmarl.evaluation import EvalResult, evaluate_heuristic, run_policy
 from guidedmarl.learners import preset_label
 from guidedmarl.loggers import Logger
@@ -27,6 +29,21 @@ from guidedmarl.plotting import plot_learning_curve
 from guidedmarl.rundir import CHECKPOINT, write_status
 from guidedmarl.training import rng
 from guidedmarl.training.trainer import Trainer
+
+
+@contextmanager
+def _in_episode(episode: int, doing: str) -> Iterator[None]:
+    """Prefix a library error raised inside with the episode it arose in (same error type).
+
+    A NaN or a failed solve then says where it appeared *and* when; the run folder keeps the
+    checkpoint of the last complete episode, so the run can be resumed from there.
+    """
+    try:
+        yield
+    except GuidedMarlError as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (f"{doing} episode {episode}: {exc.args[0]}", *exc.args[1:])
+        raise
 
 
 @dataclass
@@ -123,10 +140,12 @@ class RunLoop:
             st.agent_steps += self.agent_steps
             row: dict[str, float] = {"episode": float(episode + 1), "global_step": float(st.global_step),
                                      "agent_steps": float(st.agent_steps)}  # fmt: skip
-            row.update(self.trainer.train_episode(self.domain.train_seeds(episode, cfg.envs, cfg.seed)))
+            with _in_episode(episode + 1, "training"):
+                row.update(self.trainer.train_episode(self.domain.train_seeds(episode, cfg.envs, cfg.seed)))
             if (episode + 1) % cfg.eval.every == 0 or episode + 1 == cfg.episodes:
                 t1 = time.perf_counter()
-                score, st.final = self.evaluate(row)
+                with _in_episode(episode + 1, "evaluating after"):
+                    score, st.final = self.evaluate(row)
                 row["time/eval_seconds"] = time.perf_counter() - t1
                 st.max_test = max(st.max_test, st.final)
                 if score > st.best_score:

@@ -185,6 +185,8 @@ class GuidedEstimator(AdvantageEstimator):
                 f"guidance weights have shape {tuple(g.shape)}, expected one weight per agent "
                 f"{tuple(inputs.active.shape)} (vector actions need mean_action)"
             )
+        if not bool(torch.isfinite(g).all()):
+            raise GuidanceError(f"guidance weights g hold {int((~torch.isfinite(g)).sum())} NaN or infinite value(s)")
         return {"guidance": g * inputs.active}
 
     def scale_guidance(self, guidance: Tensor, mask: Tensor) -> Tensor:

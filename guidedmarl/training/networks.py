@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Normal
 
+from guidedmarl.errors import TrainingError
+
 
 def _batched_orthogonal(n: int, fan_in: int, fan_out: int, gain: float, generator: torch.Generator | None) -> Tensor:
     """``[n, fan_in, fan_out]`` weights whose ``[fan_in, fan_out]`` slices are orthogonal."""
@@ -150,7 +152,7 @@ class Actor(nn.Module):
 
     def distribution(self, obs: Tensor) -> Distribution:
         """Action distribution for ``[..., N, obs_dim]`` observations."""
-        out = self.net(obs)
+        out = _finite_policy_output(self.net(obs))
         if self.discrete:
             return Categorical(logits=out)
         return Normal(out, self.log_std.exp().expand_as(out))
@@ -178,7 +180,7 @@ class Actor(nn.Module):
             return _scatter(self.mode(obs[active]), active)
         if obs.numel() == 0:
             return self._empty_actions(obs)
-        out = self.net(obs)
+        out = _finite_policy_output(self.net(obs))
         return out.argmax(-1) if self.discrete else out
 
     def sample(self, obs: Tensor, active: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -197,6 +199,14 @@ class Actor(nn.Module):
         dist = self.distribution(obs)
         actions = dist.sample()
         return actions, self.log_prob(dist, actions), None if self.discrete else dist.mean
+
+
+def _finite_policy_output(out: Tensor) -> Tensor:
+    """``out`` (logits or means) if finite, else a :class:`TrainingError` (not torch's ValueError deep in a distribution)."""
+    if not bool(torch.isfinite(out).all()):
+        bad = int((~torch.isfinite(out)).sum())
+        raise TrainingError(f"the policy network output {bad} NaN or infinite value(s); check its weights and the observations")
+    return out
 
 
 class CentralCritic(nn.Module):

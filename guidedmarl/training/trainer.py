@@ -98,6 +98,13 @@ def compute_gae(rewards: Tensor, values: Tensor, gamma: float, lam: float) -> Te
     return adv
 
 
+def _require_finite(t: Tensor, what: str, look_at: str) -> None:
+    """A :class:`TrainingError` naming ``what`` (and where to look) if ``t`` holds a NaN or an infinity."""
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise TrainingError(f"{what} hold {bad} NaN or infinite value(s) of {t.numel()}; check {look_at}")
+
+
 def _weighted_mean(values: Tensor, weight: Tensor | None) -> Tensor:
     """Mean of ``values`` (weight None) or their ``weight``-weighted mean; 0 for no samples."""
     if weight is None:
@@ -235,7 +242,9 @@ class Trainer:
         """PPO update on one rollout; returns CleanRL-style metrics (losses, KL, clip fraction, EV)."""
         ppo = self.ppo
         horizon, num_envs, n = ro.active.shape
+        _require_finite(ro.values, "the critic's values of the rollout", "the critic's weights or its inputs")
         adv = compute_gae(ro.rewards, ro.values, ppo.gamma, ppo.gae_lambda)
+        _require_finite(adv, "the GAE advantages", "the rewards or the critic's values")
         returns = adv + ro.values
         agent_adv = adv if adv.dim() == 3 else adv.unsqueeze(-1).expand(horizon, num_envs, n)
         mixed = self.estimator.advantage(agent_adv, ro.estimator_records, ro.active, progress)
@@ -283,9 +292,14 @@ class Trainer:
                     )
                 self.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(
+                grad_norm = nn.utils.clip_grad_norm_(
                     list(self.actor.parameters()) + list(self.critic.parameters()), ppo.max_grad_norm
                 )
+                if not torch.isfinite(grad_norm):  # checked before the step: a NaN never reaches the weights
+                    raise TrainingError(
+                        f"the gradient norm is {grad_norm.item()} (a finite loss {loss.item():.4g} gave a non-finite "
+                        "gradient); the optimiser step was not taken"
+                    )
                 self.optimizer.step()
                 with torch.no_grad():
                     stats["policy_loss"].append(pg_loss.item())
