@@ -114,6 +114,11 @@ class RunConfig(_Strict):
         description="where the environments, the analytical model and the networks live: cpu, cuda or cuda:K "
         "(the domain must support it, see `guidedmarl domains`; convex-layer references are solved on the CPU)",
     )
+    memory_check: bool = Field(
+        True,
+        description="refuse to start a run whose estimated memory exceeds what the machine has available "
+        "(guidedmarl/memory.py; false: start anyway)",
+    )
     out: Path = Field(Path("runs/latest"), description="run directory")
     log: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=list,

@@ -154,6 +154,11 @@ class Domain(ABC):
         only learners that need no model can run on it)."""
         return None
 
+    def memory_bytes(self, num_envs: int) -> int:
+        """Bytes a batch of ``num_envs`` environments holds at its peak (scenario data, simulator
+        state), for the memory check before a run starts (:mod:`guidedmarl.memory`); 0: not said."""
+        return 0
+
     def train_seeds(self, episode: int, num_envs: int, run_seed: int) -> list[int]:
         """Scenario seeds of one training episode; disjoint from ``test_seeds``."""
         base = (run_seed * 1_000_003 + episode * 4099) % (TEST_SEED_BASE - num_envs)

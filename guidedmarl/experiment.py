@@ -47,8 +47,10 @@ from guidedmarl.errors import CheckpointError
 from guidedmarl.evaluation import EvalResult
 from guidedmarl.run_loop import Progress, RunLoop, RunResult
 from guidedmarl.loggers import make_loggers
+from guidedmarl.memory import MemoryEstimate, available_bytes, check_memory, estimate_run_memory
 from guidedmarl.rundir import CHECKPOINT, CONFIG, prepare_out, provenance, record_session, run_status, write_status
 from guidedmarl.training import rng
+from guidedmarl.training.networks import OptionScorer
 from guidedmarl.training.trainer import Trainer
 
 NOT_COMPARED_ON_RESUME = ("out", "log")
@@ -84,6 +86,17 @@ def build(config: RunConfig) -> tuple[Domain, Trainer]:
         device=domain.device,
     )
     return domain, trainer
+
+
+def run_memory_estimate(config: RunConfig, domain: Domain, trainer: Trainer) -> MemoryEstimate:
+    """What ``config`` needs in memory (:mod:`guidedmarl.memory`), from the built domain and trainer."""
+    spec, ev = trainer.env.spec, config.eval
+    return estimate_run_memory(
+        num_agents=spec.num_agents, obs_dim=spec.obs_dim, state_dim=spec.state_dim, horizon=spec.horizon,
+        num_actions=max(spec.num_actions, 1), train_envs=config.envs, hidden=list(config.ppo.hidden),
+        num_minibatches=config.ppo.num_minibatches, option_scorer=isinstance(trainer.actor.net, OptionScorer),
+        environment_bytes=domain.memory_bytes(config.envs + ev.test_scenarios + ev.validation_scenarios),
+    )  # fmt: skip
 
 
 def resolved_config(config: RunConfig, domain: Domain) -> dict[str, Any]:
@@ -164,6 +177,8 @@ def run_experiment(
         return finished_result(out)
     start = time.perf_counter()
     domain, trainer = build(config)
+    if config.memory_check:  # before any file is written or any scenario generated
+        check_memory(run_memory_estimate(config, domain, trainer), available_bytes())
     resolved = resolved_config(config, domain)
     try:
         state = _restore(out, trainer, resolved) if resume else None

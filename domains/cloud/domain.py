@@ -69,6 +69,13 @@ class CloudDomain(Domain):
     def make_env(self, num_envs: int) -> CloudEnv:
         return CloudEnv(num_envs, self.fleet.to(self.device), self.candidates.to(self.device), self.settings)
 
+    def memory_bytes(self, num_envs: int) -> int:
+        """Scenario arrays (S steps x N agents x 17 bytes, twice while they are generated) and the
+        simulator's job pool (measured: about 33 N job slots of 49 bytes per environment after an
+        episode at N = 2000, doubled while it grows)."""
+        steps = self.settings.warmup + self.settings.horizon
+        return num_envs * self.num_agents * (steps * 17 * 2 + 33 * 49 * 2)
+
     def make_model(self) -> CloudModel:
         s = self.settings
         return CloudModel(
