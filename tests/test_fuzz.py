@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from guidedmarl import get_domain
@@ -72,7 +72,9 @@ def _validate_or_clear_error(data: dict[str, Any]) -> Any:
         domain = get_domain(config.domain).from_config(config.agents, config.domain_config)
     except GuidedMarlError as exc:
         assert str(exc).strip(), "an error without a message"
+        event(f"refused by the settings: {type(exc).__name__}")  # counted by --hypothesis-show-statistics
         return None
+    event("valid settings")
     return config, domain
 
 
@@ -107,6 +109,9 @@ def _run_or_clear_error(data: dict[str, Any], tmp_path: Any) -> None:
         run_experiment(built[0], force=True)
     except GuidedMarlError as exc:
         assert str(exc).strip()
+        event(f"run stopped with {type(exc).__name__}")
+        return
+    event("run finished")
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -142,5 +147,7 @@ def test_env_step_accepts_good_actions_and_refuses_others_with_a_value_error(act
         step = env.step(actions)
     except ValueError as exc:
         assert str(exc).strip()
+        event("actions refused with ValueError")
         return
+    event("actions accepted")
     assert torch.isfinite(step.reward).all()
