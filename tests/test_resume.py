@@ -212,11 +212,15 @@ def test_sigint_stops_cleanly_and_resumes(tmp_path: Path, reference: Path) -> No
     _assert_same_run(out, reference)
 
 
-def test_sigterm_is_a_clean_stop_too(tmp_path: Path) -> None:
+def test_sigterm_is_a_clean_stop_too(tmp_path: Path, reference: Path) -> None:
     out = tmp_path / "run"
     proc = _start_and_signal(out, signal.SIGTERM, after_episodes=1)
     assert proc.returncode == 130
     assert load_run(out).status == "interrupted"
+    _assert_only_complete_files(out)
+    result = runner.invoke(app, ["resume", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    _assert_same_run(out, reference)
 
 
 def test_a_finished_run_is_not_overwritten_without_force(tmp_path: Path, reference: Path) -> None:
