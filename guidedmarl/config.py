@@ -223,6 +223,9 @@ def _message(e: dict[str, Any], model: type[BaseModel] | None) -> str:
         key = str(e["loc"][-1])
         listed = f"; valid here: {', '.join(names)}" if 0 < len(names) <= 12 else "; see `guidedmarl config show`"
         return f"unknown setting '{key}'{did_you_mean(key, names)}{listed}"
+    if e["type"] == "literal_error" and isinstance(e.get("input"), str):
+        options = re.findall(r"'([^']*)'", str((e.get("ctx") or {}).get("expected", "")))
+        return e["msg"] + did_you_mean(e["input"], options)
     return e["msg"].removeprefix("Value error, ")
 
 

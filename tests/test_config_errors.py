@@ -7,7 +7,7 @@ import torch
 
 from guidedmarl import get_domain
 from guidedmarl.config import build_config, deep_merge, parse_overrides
-from guidedmarl.errors import ConfigError
+from guidedmarl.errors import ConfigError, GuidedMarlError
 
 
 def _build(*overrides: str):
@@ -108,3 +108,12 @@ def test_bad_python_actions_get_a_clear_message(actions: object, message: str) -
     env.reset([0])
     with pytest.raises(ValueError, match=message):
         env.step(actions)  # type: ignore[arg-type]
+
+
+def test_misspelt_choices_and_cases_get_a_did_you_mean() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'option_scorer'"):
+        _build("ppo.actor=optionscorer")
+    with pytest.raises(ConfigError, match="network: .*did you mean 'siouxfalls'"):
+        get_domain("traffic").from_config(6, {"network": "siouxfals"})
+    with pytest.raises(GuidedMarlError, match="unknown power case 'cse118' \\(did you mean 'case118'"):
+        get_domain("power").from_config(None, {"case": "cse118"})

@@ -47,6 +47,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from guidedmarl.errors import ConfigError
+from guidedmarl.registry import did_you_mean
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -173,7 +174,7 @@ def resolve_case_name(name: str) -> tuple[str, str]:
             return "pglib", candidate
     examples = ", ".join([*PYPOWER_CASES[:4], "case118", "pglib_opf_case300_ieee", "pglib_opf_case9241_pegase"])
     raise CaseError(
-        f"unknown power case {name!r}; valid names include {examples} "
+        f"unknown power case {name!r}{did_you_mean(name, list(PYPOWER_CASES + pglib))}; valid names include {examples} "
         f"({len(PYPOWER_CASES)} pypower cases and {len(pglib)} PGLib cases; "
         "guidedmarl_domains.power.cases.available_cases() lists them all)"
     )
