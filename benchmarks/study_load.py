@@ -18,7 +18,6 @@ Writes ``benchmarks/results/study-load/<timestamp>/load.md`` and ``load.json``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -29,33 +28,10 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-import yaml
+
+from guidedmarl.atomic import unreadable_files
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _unreadable(folder: Path) -> list[str]:
-    """Files under ``folder`` that do not read back whole (temporary ``.NAME.*.tmp`` files ignored)."""
-    bad = []
-    for path in folder.rglob("*"):
-        if path.is_dir() or path.name.startswith("."):
-            continue
-        try:
-            if path.suffix == ".json":
-                json.loads(path.read_text())
-            elif path.suffix == ".pt":
-                torch.load(path, weights_only=True)
-            elif path.suffix == ".csv":
-                rows = list(csv.reader(path.open()))
-                if rows and any(len(r) != len(rows[0]) for r in rows):
-                    raise ValueError("ragged rows")
-            elif path.suffix == ".yaml":
-                yaml.safe_load(path.read_text())
-            elif path.suffix == ".png" and path.read_bytes()[:4] != b"\x89PNG":
-                raise ValueError("not a PNG")
-        except Exception as exc:  # noqa: BLE001 - any failure to read back counts
-            bad.append(f"{path.relative_to(folder)}: {type(exc).__name__}: {exc}")
-    return bad
 
 
 def run_one(backend: str, workers: int, seeds: int, out: Path) -> dict[str, object]:
@@ -77,7 +53,7 @@ def run_one(backend: str, workers: int, seeds: int, out: Path) -> dict[str, obje
     return {"backend": backend, "workers": workers, "learner_cells": expected, "cells_found": len(cells),
             "learner_cells_finished": sum(1 for c in runs if "result" in json.loads(c.read_text())),
             "all_cells_finished": finished, "failed_cells": failed, "seconds": round(seconds, 1),
-            "cells_per_minute": round(len(cells) / seconds * 60, 1), "unreadable_files": _unreadable(out),
+            "cells_per_minute": round(len(cells) / seconds * 60, 1), "unreadable_files": unreadable_files(out),
             "files_checked": sum(1 for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")),
             "returncode": done.returncode, "stderr_tail": done.stderr[-400:]}  # fmt: skip
 

@@ -51,3 +51,37 @@ def atomic_torch_save(path: Path, obj: Any) -> Path:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def unreadable_files(folder: Path) -> list[str]:
+    """Files under ``folder`` that do not read back whole, as ``"path: why"`` (empty: all complete).
+
+    Reads every JSON, CSV (rows of one width), YAML, PNG (signature) and torch checkpoint
+    (``weights_only``); temporary ``.NAME.*.tmp`` files are ignored, as readers ignore them.
+    Used to check that a folder survived a kill (tests) or a loaded study (benchmarks).
+    """
+    import csv
+
+    import torch
+    import yaml
+
+    bad = []
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_dir() or path.name.startswith("."):
+            continue
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix == ".pt":
+                torch.load(path, weights_only=True)
+            elif path.suffix == ".csv":
+                rows = list(csv.reader(path.open()))
+                if not rows or any(len(r) != len(rows[0]) for r in rows):
+                    raise ValueError("empty, or rows of different widths")
+            elif path.suffix in (".yaml", ".yml"):
+                yaml.safe_load(path.read_text())
+            elif path.suffix == ".png" and path.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+                raise ValueError("not a PNG file")
+        except Exception as exc:  # noqa: BLE001 - any failure to read back counts
+            bad.append(f"{path.relative_to(folder)}: {type(exc).__name__}: {exc}")
+    return bad

@@ -15,6 +15,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from guidedmarl.atomic import unreadable_files
 from guidedmarl.cli import app
 from guidedmarl.config import RunConfig
 from guidedmarl.errors import CheckpointError, ConfigError
@@ -80,22 +81,8 @@ def _assert_same_run(out: Path, reference: Path) -> None:
 
 def _assert_only_complete_files(out: Path) -> None:
     """Every file of the folder (temporary ``.NAME.*.tmp`` ones aside) reads back whole."""
-    import csv
-
-    for path in out.rglob("*"):
-        if path.is_dir() or path.name.startswith("."):
-            continue
-        if path.suffix == ".json":
-            json.loads(path.read_text())
-        elif path.suffix == ".pt":
-            assert isinstance(torch.load(path, weights_only=True), dict), path
-        elif path.suffix == ".csv":
-            rows = list(csv.reader(path.open()))
-            assert rows and all(len(r) == len(rows[0]) for r in rows), path
-        elif path.suffix == ".yaml":
-            assert isinstance(yaml.safe_load(path.read_text()), dict), path
-        elif path.suffix == ".png":
-            assert path.read_bytes()[:4] == b"\x89PNG", path
+    assert unreadable_files(out) == []
+    assert (out / "config.yaml").is_file() and (out / "checkpoint.pt").is_file()
 
 
 PAUSE_PLUGIN = """
