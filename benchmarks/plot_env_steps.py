@@ -26,6 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from guidedmarl.loggers import read_metrics  # noqa: E402  (reads old and new metric names)
+
 
 def curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
     """(environment steps, test reward) of one run's evaluations."""
