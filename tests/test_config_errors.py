@@ -117,3 +117,16 @@ def test_misspelt_choices_and_cases_get_a_did_you_mean() -> None:
         get_domain("traffic").from_config(6, {"network": "siouxfals"})
     with pytest.raises(GuidedMarlError, match="unknown power case 'cse118' \\(did you mean 'case118'"):
         get_domain("power").from_config(None, {"case": "cse118"})
+
+
+def test_errors_from_a_config_file_name_the_file(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from guidedmarl.cli import app
+
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("domain: cloud\nppo:\n  learning_rate: 5\n  hidden: [0]\n")
+    result = CliRunner().invoke(app, ["run", "--config", str(bad), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert f"invalid settings from {bad}" in text and "ppo.learning_rate" in text and "ppo.hidden.0" in text

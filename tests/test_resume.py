@@ -300,3 +300,16 @@ def test_out_that_is_a_file_is_refused_before_work(tmp_path: Path) -> None:
     for out in (file, file / "below"):
         result = runner.invoke(app, ["run", "--domain", "cloud", "--out", str(out), "--quiet"])
         assert result.exit_code == 2 and "is a file" in result.output
+
+
+def test_out_that_is_not_writable_is_refused_before_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The permission check itself (this test cannot rely on chmod: the test machines run as root)."""
+    import guidedmarl.rundir as rundir
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(rundir.os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    result = runner.invoke(app, ["run", "--domain", "cloud", "--out", str(locked / "run"), "--quiet"])
+    assert result.exit_code == 2 and f"{locked} is not writable; choose another --out" in result.output
+    assert not (locked / "run").exists()
