@@ -219,7 +219,12 @@ def _load_reference(ref: str) -> type[Domain]:
 
 
 def get_domain(name: str) -> type[Domain]:
-    """The domain class called ``name``: registered, installed, or ``module:Class`` / ``file.py:Class``."""
+    """The domain class called ``name``: registered, installed, ``pettingzoo:MODULE`` (a PettingZoo
+    environment, :mod:`guidedmarl.adapters.from_pettingzoo`), or ``module:Class`` / ``file.py:Class``."""
+    if name.startswith("pettingzoo:"):
+        from guidedmarl.adapters.from_pettingzoo import domain_for
+
+        return domain_for(name.removeprefix("pettingzoo:"))
     if ":" in name and name not in DOMAINS:
         return _load_reference(name)
     return DOMAINS.get(name)

@@ -97,7 +97,8 @@ class AdvantageEstimator(ABC):
 
     def __init__(self, config: EstimatorConfig, model: AnalyticalModel | None, seed: int) -> None:
         if self.needs_model and model is None:
-            raise ConfigError(f"estimator '{self.kind}' needs an analytical model, and the domain has none")
+            raise ConfigError(f"estimator '{self.kind}' needs an analytical model, and the domain has none; "
+                              "use a learner without one (--algo mappo, ippo or mfac) or give the domain a model")
         self.config, self.model, self.seed = config, model, seed
 
     def on_step(self, inputs: StepInputs) -> dict[str, Tensor]:

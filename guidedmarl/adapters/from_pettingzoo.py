@@ -1,0 +1,219 @@
+"""Any PettingZoo ``ParallelEnv`` as a guidedmarl environment and domain (the other direction of
+:mod:`guidedmarl.adapters.pettingzoo`).
+
+:class:`PettingZooVecEnv` steps E copies of a PettingZoo environment and stacks what they return
+into the batched contract (``[E, N, ...]`` tensors in the order of ``possible_agents``):
+
+* observations: each agent's observation flattened to float32 (every agent's space must
+  flatten to the same length); the global state is ``env.state()`` where the environment
+  implements it, else every agent's observation concatenated;
+* actions: ``Discrete(K)`` for every agent, or a ``Box`` (continuous; actions are clipped to the
+  box, since the policy's Gaussian is unbounded);
+* reward: the team reward, the ``sum`` (default) or ``mean`` of the agents' rewards;
+* episodes: every copy runs ``horizon`` steps (the batched contract's fixed horizon). An agent
+  that terminates or truncates earlier is inactive from then on (its actions are ignored and
+  left out of the loss) and adds no reward; an environment whose agents are all gone idles
+  until the horizon. PettingZoo's own ``max_cycles`` (or equivalent) should be at least the
+  horizon.
+
+The copies are stepped one after another: PettingZoo environments are Python objects with
+dicts per agent, so this path is for interoperability, not for the speed of the shipped
+batched domains.
+
+:class:`PettingZooDomain` makes a domain of it with no analytical model (MAPPO and IPPO need
+none; DG-PG refuses with a message). From the command line::
+
+    guidedmarl run --domain pettingzoo:mpe2.simple_spread_v3 --algo mappo \\
+        --set domain_config.kwargs.N=3 --set domain_config.horizon=25
+
+``pettingzoo:MODULE`` calls ``MODULE.parallel_env(**kwargs)``; ``pettingzoo:MODULE:FUNCTION``
+calls that function instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from torch import Tensor
+
+from guidedmarl.domain import Domain
+from guidedmarl.env import EnvSpec, MultiAgentVecEnv, Step
+from guidedmarl.errors import ConfigError, DomainError
+
+PREFIX = "pettingzoo:"
+
+
+def _flat_dim(space: spaces.Space, what: str) -> int:
+    try:
+        return int(spaces.flatdim(space))
+    except (NotImplementedError, ValueError, TypeError) as exc:
+        raise DomainError(f"{what} {space} cannot be flattened to a vector: {exc}") from None
+
+
+class PettingZooVecEnv(MultiAgentVecEnv):
+    """E copies of a PettingZoo ``ParallelEnv`` behind the batched contract (see the module docstring).
+
+    Args:
+        factory: builds one fresh ``ParallelEnv``.
+        num_envs: E.
+        horizon: steps of every episode.
+        team_reward: how the agents' rewards make the team reward: ``"sum"`` or ``"mean"``.
+    """
+
+    def __init__(self, factory: Callable[[], Any], num_envs: int, horizon: int, team_reward: str = "sum") -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.envs = [factory() for _ in range(num_envs)]
+        self.num_envs, self.team_reward = num_envs, team_reward
+        first = self.envs[0]
+        self.agents = list(first.possible_agents)
+        name = type(getattr(first, "unwrapped", first)).__name__
+        obs_dims = {a: _flat_dim(first.observation_space(a), f"{name}: the observation space of {a}") for a in self.agents}
+        if len(set(obs_dims.values())) != 1:
+            raise DomainError(f"{name}: every agent's observation must flatten to one length, got {obs_dims}")
+        self._obs_spaces = {a: first.observation_space(a) for a in self.agents}
+        act = first.action_space(self.agents[0])
+        if any(first.action_space(a) != act for a in self.agents):
+            raise DomainError(f"{name}: every agent must have the same action space")
+        if isinstance(act, spaces.Discrete):
+            kind, num_actions, action_dim = "discrete", int(act.n), 0
+        elif isinstance(act, spaces.Box):
+            kind, num_actions, action_dim = "continuous", 0, int(np.prod(act.shape))
+            self._low = torch.as_tensor(np.broadcast_to(act.low, act.shape).reshape(-1), dtype=torch.float32)
+            self._high = torch.as_tensor(np.broadcast_to(act.high, act.shape).reshape(-1), dtype=torch.float32)
+        else:
+            raise DomainError(f"{name}: action space {act} is neither Discrete nor Box")
+        self._action_space = act
+        self._obs_dim = next(iter(obs_dims.values()))
+        first.reset(seed=0)
+        self._has_state = self._state_of(first) is not None
+        state_dim = int(np.asarray(first.state()).size) if self._has_state else len(self.agents) * self._obs_dim
+        self.spec = EnvSpec(num_agents=len(self.agents), obs_dim=self._obs_dim, state_dim=state_dim, horizon=horizon,
+                            action_kind=kind, num_actions=num_actions, action_dim=action_dim)  # type: ignore[arg-type]
+        self.t = 0
+        self._live = torch.zeros(num_envs, len(self.agents), dtype=torch.bool)
+        self._obs = torch.zeros(num_envs, len(self.agents), self._obs_dim)
+
+    @staticmethod
+    def _state_of(env: Any) -> np.ndarray | None:
+        try:
+            return np.asarray(env.state(), dtype=np.float32).reshape(-1)
+        except (NotImplementedError, AttributeError):
+            return None
+
+    def _store(self, k: int, obs: dict[str, Any]) -> None:
+        for i, agent in enumerate(self.agents):
+            if agent in obs:
+                flat = spaces.flatten(self._obs_spaces[agent], obs[agent])
+                self._obs[k, i] = torch.as_tensor(np.asarray(flat, dtype=np.float32))
+
+    def _step_result(self, reward: Tensor, done: bool) -> Step:
+        if self._has_state:
+            state = torch.stack([torch.as_tensor(self._state_of(env)) for env in self.envs])
+        else:
+            state = self._obs.reshape(self.num_envs, -1)
+        return Step(obs=self._obs.clone(), state=state.to(torch.float32), active=self._live.clone(), reward=reward,
+                    done=torch.full((self.num_envs,), done), info={"agents_alive": self._live.float().mean(1)})  # fmt: skip
+
+    def reset(self, seeds: list[int]) -> Step:
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"reset needs {self.num_envs} seeds, got {len(seeds)}")
+        self._obs.zero_()
+        for k, (env, seed) in enumerate(zip(self.envs, seeds)):
+            obs, _ = env.reset(seed=int(seed))
+            self._store(k, obs)
+            self._live[k] = torch.tensor([a in env.agents for a in self.agents])
+        self.t = 0
+        return self._step_result(torch.zeros(self.num_envs), self.t >= self.spec.horizon)
+
+    def step(self, actions: Any) -> Step:
+        actions = self.check_actions(actions)
+        if self.t >= self.spec.horizon:
+            raise RuntimeError("episode is over: call reset(seeds) first")
+        if self.spec.action_kind == "continuous":
+            actions = torch.maximum(torch.minimum(actions, self._high), self._low)
+        chosen = actions.cpu().numpy()
+        reward = torch.zeros(self.num_envs)
+        for k, env in enumerate(self.envs):
+            if not env.agents:
+                continue
+            index = {a: i for i, a in enumerate(self.agents)}
+            step_actions = {a: (int(chosen[k, index[a]]) if self.spec.action_kind == "discrete"
+                                else chosen[k, index[a]].reshape(self._action_space.shape)) for a in env.agents}  # fmt: skip
+            obs, rewards, terms, truncs, _ = env.step(step_actions)
+            self._store(k, obs)
+            values = [float(r) for r in rewards.values()]
+            reward[k] = (sum(values) / len(self.agents)) if self.team_reward == "mean" else sum(values)
+            self._live[k] = torch.tensor([a in env.agents and not (terms.get(a) or truncs.get(a)) for a in self.agents])
+        self.t += 1
+        return self._step_result(reward, self.t >= self.spec.horizon)
+
+    def model_context(self) -> None:
+        return None
+
+
+class PettingZooSettings(BaseModel):
+    """Settings of a PettingZoo environment run through :class:`PettingZooVecEnv`."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    env: str = Field(min_length=1, description="MODULE (calls MODULE.parallel_env) or MODULE:FUNCTION returning a ParallelEnv")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of that function")
+    horizon: int = Field(25, ge=1, le=100_000, description="steps of every episode")
+    team_reward: Literal["sum", "mean"] = Field("sum", description="team reward from the agents' rewards")
+
+
+def make_factory(settings: PettingZooSettings) -> Callable[[], Any]:
+    """The function that builds one environment, or a :class:`ConfigError` naming what is missing."""
+    module_name, _, function = settings.env.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"domain_config.env: cannot import '{module_name}' ({exc}); is its package installed?") from None
+    fn = getattr(module, function or "parallel_env", None)
+    if not callable(fn):
+        raise ConfigError(f"domain_config.env: '{module_name}' has no function '{function or 'parallel_env'}'")
+    return functools.partial(fn, **settings.kwargs)
+
+
+class PettingZooDomain(Domain):
+    """A PettingZoo environment as a domain: no analytical model, no heuristics (MAPPO, IPPO, MF-AC)."""
+
+    name = "pettingzoo"
+    description = "any PettingZoo ParallelEnv (--domain pettingzoo:MODULE); no analytical model"
+    settings_model: ClassVar[type[BaseModel]] = PettingZooSettings
+
+    def __init__(self, num_agents: int, settings: PettingZooSettings) -> None:  # type: ignore[override]
+        super().__init__(num_agents, settings)
+        self.settings: PettingZooSettings = settings
+        self.factory = make_factory(settings)
+
+    @classmethod
+    def resolve_agents(cls, requested: int | None, settings: BaseModel) -> int:
+        assert isinstance(settings, PettingZooSettings)
+        try:
+            n = len(make_factory(settings)().possible_agents)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's environment failed to build
+            raise ConfigError(f"domain_config: {settings.env}(**{settings.kwargs}) failed: {type(exc).__name__}: {exc}") from None
+        if requested is not None and requested != n:
+            raise ConfigError(f"agents: {settings.env} with {settings.kwargs} has {n} agents; got --agents {requested} "
+                              "(set the environment's own argument in domain_config.kwargs, or leave --agents out)")  # fmt: skip
+        return n
+
+    def make_env(self, num_envs: int) -> PettingZooVecEnv:
+        return PettingZooVecEnv(self.factory, num_envs, self.settings.horizon, self.settings.team_reward)
+
+
+def domain_for(env: str) -> type[PettingZooDomain]:
+    """The domain class of ``--domain pettingzoo:ENV``: :class:`PettingZooDomain` with ``env`` preset."""
+    settings = create_model(f"PettingZooSettings[{env}]", __base__=PettingZooSettings,
+                            env=(str, Field(env, min_length=1, description=PettingZooSettings.model_fields["env"].description)))  # fmt: skip
+    return type(f"PettingZooDomain[{env}]", (PettingZooDomain,), {"settings_model": settings, "name": PREFIX + env})
