@@ -99,6 +99,13 @@ class RunConfig(_Strict):
         description="number of agents N (default: the domain's own default; some domains fix N from their data)",
     )
     episodes: int = Field(10, ge=1, le=1_000_000, description="training episodes (one PPO update each)")
+    env_steps: int | None = Field(
+        None,
+        ge=1,
+        le=10**12,
+        description="training budget in environment steps instead of episodes: episodes = ceil(env_steps / "
+        "(envs x horizon)), written back into `episodes` of the run's config.yaml (null: use `episodes`)",
+    )
     envs: int = Field(1, ge=1, le=4096, description="parallel training environments per episode")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="drives every random generator of the run")
     threads: int | None = Field(

@@ -64,6 +64,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def training_episodes(config: RunConfig, horizon: int) -> int:
+    """``config.episodes``, or the episodes that spend ``config.env_steps`` (rounded up) when it is set."""
+    if config.env_steps is None:
+        return config.episodes
+    return max(1, -(-config.env_steps // (config.envs * horizon)))
+
+
 def check_device(config: RunConfig) -> None:
     """A :class:`ConfigError` unless this machine and the run's domain can use ``config.device``
     (called before the run folder is touched)."""
@@ -76,13 +83,14 @@ def build(config: RunConfig) -> tuple[Domain, Trainer]:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     domain = get_domain(config.domain).from_config(config.agents, config.domain_config, config.device)
+    env = domain.make_env(config.envs)
     trainer = Trainer(
-        domain.make_env(config.envs),
+        env,
         config.ppo,
         config.learner,
         domain.make_model(),
         seed=config.seed,
-        total_episodes=config.episodes,
+        total_episodes=training_episodes(config, env.spec.horizon),
         device=domain.device,
     )
     return domain, trainer
@@ -177,6 +185,8 @@ def run_experiment(
         return finished_result(out)
     start = time.perf_counter()
     domain, trainer = build(config)
+    if config.env_steps is not None:  # the budget in environment steps, as episodes from here on
+        config = config.model_copy(update={"episodes": trainer.total_episodes})
     if config.memory_check:  # before any file is written or any scenario generated
         check_memory(run_memory_estimate(config, domain, trainer), available_bytes())
     resolved = resolved_config(config, domain)

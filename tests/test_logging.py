@@ -168,3 +168,18 @@ def test_wandb_offline_run_is_written_where_wandb_is_installed(tmp_path: Path, m
     run_id = (cfg.out / "wandb_id.txt").read_text()
     files = list((cfg.out / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
     assert len(files) == 1 and files[0].stat().st_size > 0
+
+
+def test_a_budget_in_environment_steps_sets_the_episodes(tmp_path: Path) -> None:
+    out = tmp_path / "steps"
+    result = runner.invoke(app, ["run", *[a for a in TINY if a not in ("--episodes", "3")], "--env-steps", "25",
+                                 "--envs", "2", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["env_steps"] == 25 and config["episodes"] == 3  # ceil(25 / (2 environments x horizon 5))
+    rows = json.loads((out / "metrics.json").read_text())
+    assert [r["global_step"] for r in rows] == [0, 10, 20, 30]
+    again = runner.invoke(app, ["run", "--config", str(out / "config.yaml"), "--out", str(tmp_path / "again"), "--quiet"])
+    assert again.exit_code == 0 and len(json.loads((tmp_path / "again" / "metrics.json").read_text())) == 4

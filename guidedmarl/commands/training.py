@@ -69,13 +69,15 @@ def train(cfg: RunConfig, resume: bool, force: bool, quiet: bool, debug: bool) -
     console.print(
         f"guidedmarl: [bold]{cfg.algo}[/bold] on [bold]{cfg.domain}[/bold], "
         f"N = {cfg.agents if cfg.agents is not None else 'domain default'}, {verb} "
-        f"{cfg.episodes} episodes, seed {cfg.seed} -> {cfg.out}"
+        f"{cfg.episodes if cfg.env_steps is None else cfg.env_steps} "
+        f"{'episodes' if cfg.env_steps is None else 'environment steps'}, seed {cfg.seed} -> {cfg.out}"
     )
     bar = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                    TimeElapsedColumn(), console=console, disable=quiet)  # fmt: skip
     last = {"episode": done}
     with bar:
-        task = bar.add_task("train", total=cfg.episodes, completed=done, status="")
+        # with an environment-step budget the episode count is known once the domain is built
+        task = bar.add_task("train", total=cfg.episodes if cfg.env_steps is None else None, completed=done, status="")
 
         def on_episode(episode: int, row: dict[str, float]) -> None:
             last["episode"] = episode + 1
@@ -123,6 +125,9 @@ def register(app: typer.Typer) -> None:
         algo: Annotated[Optional[str], typer.Option(help="learner preset: dgpg, dgpg_exact, mappo, ippo, mfac, ...")] = None,
         agents: Annotated[Optional[int], typer.Option(help="number of agents N")] = None,
         episodes: Annotated[Optional[int], typer.Option(help="training episodes")] = None,
+        env_steps: Annotated[
+            Optional[int], typer.Option(help="training budget in environment steps (instead of --episodes)")
+        ] = None,
         seed: Annotated[Optional[int], typer.Option(help="seed of every random generator")] = None,
         out: Annotated[Optional[Path], typer.Option(help="run directory (default runs/DOMAIN-ALGO-nN-sSEED)")] = None,
         envs: Annotated[Optional[int], typer.Option(help="parallel training environments per episode")] = None,
@@ -141,7 +146,8 @@ def register(app: typer.Typer) -> None:
         """Train one learner on one domain; write config, metrics (CSV, JSON), checkpoints and a learning curve."""
         try:
             data: dict[str, Any] = load_settings(config, set_)
-            flags = {"domain": domain, "algo": algo, "agents": agents, "episodes": episodes, "seed": seed}
+            flags = {"domain": domain, "algo": algo, "agents": agents, "episodes": episodes, "seed": seed,
+                     "env_steps": env_steps}  # fmt: skip
             flags |= {"out": out, "envs": envs, "threads": threads, "device": device, "plugins": plugin, "log": log}
             data = deep_merge(data, {k: v for k, v in flags.items() if v is not None})
             if "out" not in data:
