@@ -92,6 +92,10 @@ class Step:
         reward: ``[E]`` shared team reward of the transition that led here (zero after reset).
         done: ``[E]`` bool, episode finished (all environments finish together).
         info: per-step diagnostics, each a tensor of shape ``[E]``.
+        agent_reward: optional ``[E, N]`` reward of each agent, for environments whose agents
+            are rewarded apart (a PettingZoo environment); ``reward`` stays the team reward.
+            Learners whose critic asks for the agent's own reward (IPPO's ``local`` critic,
+            ``reward: own``) learn from it; the others from ``reward``.
     """
 
     obs: Tensor
@@ -100,6 +104,7 @@ class Step:
     reward: Tensor
     done: Tensor
     info: dict[str, Tensor] = field(default_factory=dict)
+    agent_reward: Tensor | None = None
 
 
 class MultiAgentVecEnv(ABC):

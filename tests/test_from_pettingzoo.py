@@ -89,3 +89,32 @@ def test_a_short_mappo_run_from_the_command_line(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output  # the saved config names the environment and runs again
     refused = runner.invoke(app, ["run", "--domain", "pettingzoo:mpe2.simple_spread_v3", "--out", str(tmp_path / "d")])
     assert refused.exit_code == 2 and "needs an analytical model" in refused.output and "--algo mappo" in refused.output
+
+
+@pytest.mark.parametrize(("algo", "shape"), [("ippo", 3), ("mappo", 2)])
+def test_ippo_learns_from_each_agents_own_reward_mappo_from_the_team(algo: str, shape: int, monkeypatch) -> None:
+    from guidedmarl.config import RunConfig
+    from guidedmarl.experiment import build
+    from guidedmarl.training import trainer as trainer_module
+
+    cfg = RunConfig(domain="pettingzoo:mpe2.simple_spread_v3", algo=algo, envs=2, domain_config={"horizon": 6})
+    _, trainer = build(cfg)
+    ro = trainer.collect([0, 1])
+    assert ro.agent_rewards is not None and ro.agent_rewards.shape == (6, 2, 3)
+    assert torch.allclose(ro.agent_rewards.sum(-1), ro.rewards)  # the team reward is their sum
+    seen = []
+    real = trainer_module.compute_gae
+    monkeypatch.setattr(trainer_module, "compute_gae", lambda r, *a: seen.append(r.dim()) or real(r, *a))
+    trainer.update(ro, 0.0)
+    assert seen == [shape]  # [T, E, N] own rewards for IPPO, [T, E] team rewards for MAPPO
+
+
+def test_the_team_choice_makes_ippo_use_the_team_reward() -> None:
+    from guidedmarl.config import RunConfig
+    from guidedmarl.experiment import build
+
+    cfg = RunConfig(domain="pettingzoo:mpe2.simple_spread_v3", algo="ippo", domain_config={"horizon": 4},
+                    learner={"critic": {"reward": "team"}})  # fmt: skip
+    _, trainer = build(cfg)
+    ro = trainer.collect([0])
+    assert trainer.learning_rewards(ro) is ro.rewards

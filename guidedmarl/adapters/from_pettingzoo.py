@@ -9,7 +9,8 @@ into the batched contract (``[E, N, ...]`` tensors in the order of ``possible_ag
   implements it, else every agent's observation concatenated;
 * actions: ``Discrete(K)`` for every agent, or a ``Box`` (continuous; actions are clipped to the
   box, since the policy's Gaussian is unbounded);
-* reward: the team reward, the ``sum`` (default) or ``mean`` of the agents' rewards;
+* reward: the team reward, the ``sum`` (default) or ``mean`` of the agents' rewards, and each
+  agent's own in ``Step.agent_reward`` (IPPO learns from it: ``learner.critic.reward: own``);
 * episodes: every copy runs ``horizon`` steps (the batched contract's fixed horizon). An agent
   that terminates or truncates earlier is inactive from then on (its actions are ignored and
   left out of the loss) and adds no reward; an environment whose agents are all gone idles
@@ -114,13 +115,14 @@ class PettingZooVecEnv(MultiAgentVecEnv):
                 flat = spaces.flatten(self._obs_spaces[agent], obs[agent])
                 self._obs[k, i] = torch.as_tensor(np.asarray(flat, dtype=np.float32))
 
-    def _step_result(self, reward: Tensor, done: bool) -> Step:
+    def _step_result(self, reward: Tensor, done: bool, agent_reward: Tensor | None = None) -> Step:
         if self._has_state:
             state = torch.stack([torch.as_tensor(self._state_of(env)) for env in self.envs])
         else:
             state = self._obs.reshape(self.num_envs, -1)
         return Step(obs=self._obs.clone(), state=state.to(torch.float32), active=self._live.clone(), reward=reward,
-                    done=torch.full((self.num_envs,), done), info={"agents_alive": self._live.float().mean(1)})  # fmt: skip
+                    done=torch.full((self.num_envs,), done), info={"agents_alive": self._live.float().mean(1)},
+                    agent_reward=torch.zeros(self.num_envs, len(self.agents)) if agent_reward is None else agent_reward)  # fmt: skip
 
     def reset(self, seeds: list[int]) -> Step:
         if len(seeds) != self.num_envs:
@@ -141,6 +143,7 @@ class PettingZooVecEnv(MultiAgentVecEnv):
             actions = torch.maximum(torch.minimum(actions, self._high), self._low)
         chosen = actions.cpu().numpy()
         reward = torch.zeros(self.num_envs)
+        per_agent = torch.zeros(self.num_envs, len(self.agents))
         for k, env in enumerate(self.envs):
             if not env.agents:
                 continue
@@ -149,11 +152,13 @@ class PettingZooVecEnv(MultiAgentVecEnv):
                                 else chosen[k, index[a]].reshape(self._action_space.shape)) for a in env.agents}  # fmt: skip
             obs, rewards, terms, truncs, _ = env.step(step_actions)
             self._store(k, obs)
+            for agent, value in rewards.items():
+                per_agent[k, index[agent]] = float(value)
             values = [float(r) for r in rewards.values()]
             reward[k] = (sum(values) / len(self.agents)) if self.team_reward == "mean" else sum(values)
             self._live[k] = torch.tensor([a in env.agents and not (terms.get(a) or truncs.get(a)) for a in self.agents])
         self.t += 1
-        return self._step_result(reward, self.t >= self.spec.horizon)
+        return self._step_result(reward, self.t >= self.spec.horizon, per_agent)
 
     def model_context(self) -> None:
         return None

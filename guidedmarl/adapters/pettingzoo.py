@@ -3,7 +3,8 @@
 guidedmarl trains on batched tensors; other tools expect PettingZoo's dict-per-agent API.
 :func:`as_parallel_env` wraps any :class:`~guidedmarl.env.MultiAgentVecEnv` built with
 ``num_envs == 1`` so that PettingZoo's API test, its wrappers and other libraries' training
-loops can drive it. Every agent receives the shared team reward. Agents that have nothing
+loops can drive it. Every agent receives the shared team reward (or its own, where the
+environment gives ``Step.agent_reward``). Agents that have nothing
 to do at a step (``active`` false) still submit an action, which the environment ignores;
 ``infos[agent]["active"]`` says which ones count.
 
@@ -96,7 +97,11 @@ class GuidedParallelEnv(ParallelEnv):
         reward = float(step.reward[0])
         done = bool(step.done[0])
         agents = list(self.agents)
-        rewards = {a: reward for a in agents}
+        if step.agent_reward is not None:  # agents rewarded apart: each its own
+            own = step.agent_reward[0].tolist()
+            rewards = {a: float(own[self.possible_agents.index(a)]) for a in agents}
+        else:
+            rewards = {a: reward for a in agents}
         # a fixed horizon ends the episode by time limit: truncation, not termination
         terminations = {a: False for a in agents}
         truncations = {a: done for a in agents}

@@ -29,7 +29,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from guidedmarl.env import EnvSpec, MultiAgentVecEnv, Step
@@ -129,9 +129,14 @@ class CentralConfig(CriticConfig):
 
 
 class LocalConfig(CriticConfig):
-    """The local critic has no settings of its own."""
+    """The local (independent) critic: each agent values its own observation."""
 
     kind: Literal["local"] = "local"
+    reward: Literal["own", "team"] = Field(
+        "own",
+        description="the return each agent learns: 'own' (its own reward where the environment gives one, "
+        "Step.agent_reward, as IPPO does; else the team reward) or 'team'",
+    )
 
 
 class MeanFieldConfig(CriticConfig):

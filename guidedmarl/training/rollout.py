@@ -78,6 +78,8 @@ class Trajectory:
         info: per-step diagnostics of the environment, a list over time of ``[E]`` tensors per key.
         seconds: time spent in each hook (and ``policy`` and ``env``), seconds.
         final: the last step returned by the environment.
+        agent_rewards: ``[T, E, N]`` each agent's reward where the environment gives one
+            (``Step.agent_reward``), else None.
     """
 
     records: dict[str, Tensor]
@@ -86,6 +88,7 @@ class Trajectory:
     info: dict[str, list[Tensor]]
     seconds: dict[str, float] = field(default_factory=dict)
     final: Step | None = None
+    agent_rewards: Tensor | None = None
 
     def info_means(self) -> dict[str, float]:
         """Each diagnostic averaged over environments, then over steps (float64)."""
@@ -129,6 +132,8 @@ def _check_step(env: MultiAgentVecEnv, step: Step, where: str) -> None:
         raise DomainError(f"{name}: info must be a dict of [E] tensors, got {type(step.info).__name__}")
     for key, value in step.info.items():
         _check_tensor(value, (e,), None, f"{name}: info[{key!r}]", "[E]")
+    if step.agent_reward is not None:
+        _check_tensor(step.agent_reward, (e, n), "float", f"{name}: agent_reward", "[E, N]")
 
 
 def rollout(
@@ -155,6 +160,7 @@ def rollout(
     seconds = {name: 0.0 for name in ("policy", "env", *hooks)}
     buffers: dict[str, list[Tensor]] = {}
     rewards: list[Tensor] = []
+    agent_rewards: list[Tensor] = []
     info: dict[str, list[Tensor]] = {}
     step = env.reset(seeds)
     _check_step(env, step, "reset")
@@ -181,8 +187,11 @@ def rollout(
                 f"(environments {torch.nonzero(~torch.isfinite(step.reward)).flatten().tolist()[:8]})"
             )
         rewards.append(step.reward)
+        if step.agent_reward is not None:
+            agent_rewards.append(step.agent_reward)
         returns += step.reward.to(torch.float64)
         for key, value in step.info.items():
             info.setdefault(key, []).append(value)
     records = {key: torch.stack(values) for key, values in buffers.items()}
-    return Trajectory(records, torch.stack(rewards), returns, info, seconds, step)
+    per_agent = torch.stack(agent_rewards) if len(agent_rewards) == len(rewards) and agent_rewards else None
+    return Trajectory(records, torch.stack(rewards), returns, info, seconds, step, per_agent)

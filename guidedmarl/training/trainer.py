@@ -56,6 +56,7 @@ class Rollout:
     estimator_records: dict[str, Tensor]  # what the estimator stored, [T, E, N] each
     info: dict[str, float]
     seconds: dict[str, float]
+    agent_rewards: Tensor | None = None  # [T, E, N] where the environment rewards agents apart
 
     @property
     def guidance(self) -> Tensor | None:
@@ -216,6 +217,7 @@ class Trainer:
             estimator_records={k.split("/", 1)[1]: v for k, v in rec.items() if k.startswith("estimator/")},
             info=info,
             seconds=traj.seconds,
+            agent_rewards=traj.agent_rewards,
         )
 
     # ------------------------------------------------------------------ update
@@ -238,12 +240,20 @@ class Trainer:
         extra = {k.split("/", 1)[1]: v for k, v in batch.items() if k.startswith("critic/")}
         return {"state": batch["state"], "obs": batch["obs"], **extra}
 
+    def learning_rewards(self, ro: Rollout) -> Tensor:
+        """The rewards GAE uses: each agent's own (``[T, E, N]``) where the critic asks for them
+        (``reward: own``), values are per agent and the environment gave them; else the team's."""
+        own = getattr(self.learner.critic, "reward", "team") == "own"
+        if own and ro.agent_rewards is not None and ro.values.dim() == 3:
+            return ro.agent_rewards.to(ro.values.dtype)
+        return ro.rewards
+
     def update(self, ro: Rollout, progress: float) -> dict[str, float]:
         """PPO update on one rollout; returns CleanRL-style metrics (losses, KL, clip fraction, EV)."""
         ppo = self.ppo
         horizon, num_envs, n = ro.active.shape
         _require_finite(ro.values, "the critic's values of the rollout", "the critic's weights or its inputs")
-        adv = compute_gae(ro.rewards, ro.values, ppo.gamma, ppo.gae_lambda)
+        adv = compute_gae(self.learning_rewards(ro), ro.values, ppo.gamma, ppo.gae_lambda)
         _require_finite(adv, "the GAE advantages", "the rewards or the critic's values")
         returns = adv + ro.values
         agent_adv = adv if adv.dim() == 3 else adv.unsqueeze(-1).expand(horizon, num_envs, n)
