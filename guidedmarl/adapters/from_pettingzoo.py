@@ -144,10 +144,10 @@ class PettingZooVecEnv(MultiAgentVecEnv):
         chosen = actions.cpu().numpy()
         reward = torch.zeros(self.num_envs)
         per_agent = torch.zeros(self.num_envs, len(self.agents))
+        index = {a: i for i, a in enumerate(self.agents)}
         for k, env in enumerate(self.envs):
             if not env.agents:
                 continue
-            index = {a: i for i, a in enumerate(self.agents)}
             step_actions = {a: (int(chosen[k, index[a]]) if self.spec.action_kind == "discrete"
                                 else chosen[k, index[a]].reshape(self._action_space.shape)) for a in env.agents}  # fmt: skip
             obs, rewards, terms, truncs, _ = env.step(step_actions)
