@@ -41,6 +41,10 @@ class EnvSpec:
             route), followed by features shared by all options; learners may then score the
             options with one network (``ppo.actor = "auto"`` or ``"option_scorer"``). 0: no
             such layout.
+        action_low, action_high: for continuous actions, the bounds of each of the
+            ``action_dim`` components where the environment has them (a PettingZoo ``Box``);
+            None: unbounded (e.g. power's actions, logits that the environment maps into each
+            generator's window). Adapters expose them as the bounds of the action space.
     """
 
     num_agents: int
@@ -52,6 +56,8 @@ class EnvSpec:
     action_dim: int = 0
     mean_field_features: int = 0
     option_features: int = 0
+    action_low: tuple[float, ...] | None = None
+    action_high: tuple[float, ...] | None = None
 
     @property
     def mean_field_dim(self) -> int:
@@ -69,6 +75,10 @@ class EnvSpec:
             raise ValueError("EnvSpec.num_actions must be >= 1 for discrete actions")
         if self.action_kind == "continuous" and self.action_dim < 1:
             raise ValueError("EnvSpec.action_dim must be >= 1 for continuous actions")
+        for name in ("action_low", "action_high"):
+            bound = getattr(self, name)
+            if bound is not None and (self.action_kind != "continuous" or len(bound) != self.action_dim):
+                raise ValueError(f"EnvSpec.{name} needs continuous actions and action_dim = {self.action_dim} values")
         if self.option_features < 0:
             raise ValueError(f"EnvSpec.option_features must be >= 0, got {self.option_features}")
         if self.option_features and (
@@ -92,6 +102,9 @@ class Step:
         reward: ``[E]`` shared team reward of the transition that led here (zero after reset).
         done: ``[E]`` bool, episode finished (all environments finish together).
         info: per-step diagnostics, each a tensor of shape ``[E]``.
+        action_mask: optional ``[E, N, num_actions]`` bool, the options each agent may choose
+            now (discrete actions); the policy gives the others probability 0. Every active
+            agent must have at least one.
         agent_reward: optional ``[E, N]`` reward of each agent, for environments whose agents
             are rewarded apart (a PettingZoo environment); ``reward`` stays the team reward.
             Learners whose critic asks for the agent's own reward (IPPO's ``local`` critic,
@@ -105,6 +118,7 @@ class Step:
     done: Tensor
     info: dict[str, Tensor] = field(default_factory=dict)
     agent_reward: Tensor | None = None
+    action_mask: Tensor | None = None
 
 
 class MultiAgentVecEnv(ABC):

@@ -64,8 +64,8 @@ def _inject(monkeypatch: pytest.MonkeyPatch, place: str, fault: Fault) -> None:
     elif place == "policy":
         original = networks.Actor.distribution
 
-        def poisoned(self: Any, obs: torch.Tensor) -> Any:
-            return original(self, fault.nan_like(obs) if fault.active else obs)
+        def poisoned(self: Any, obs: torch.Tensor, *args: Any) -> Any:
+            return original(self, fault.nan_like(obs) if fault.active else obs, *args)
 
         monkeypatch.setattr(networks.Actor, "distribution", poisoned)
     elif place == "loss":

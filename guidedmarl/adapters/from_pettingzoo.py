@@ -7,8 +7,10 @@ into the batched contract (``[E, N, ...]`` tensors in the order of ``possible_ag
 * observations: each agent's observation flattened to float32 (every agent's space must
   flatten to the same length); the global state is ``env.state()`` where the environment
   implements it, else every agent's observation concatenated;
-* actions: ``Discrete(K)`` for every agent, or a ``Box`` (continuous; actions are clipped to the
-  box, since the policy's Gaussian is unbounded);
+* actions: ``Discrete(K)`` for every agent (with ``infos[agent]["action_mask"]`` where the
+  environment gives one: the policy then chooses among the allowed options), or a ``Box``
+  (continuous; its bounds go into the spec, and actions are clipped to them, since the
+  policy's Gaussian is unbounded);
 * reward: the team reward, the ``sum`` (default) or ``mean`` of the agents' rewards, and each
   agent's own in ``Step.agent_reward`` (IPPO learns from it: ``learner.critic.reward: own``);
 * episodes: every copy runs ``horizon`` steps (the batched contract's fixed horizon). An agent
@@ -96,8 +98,12 @@ class PettingZooVecEnv(MultiAgentVecEnv):
         first.reset(seed=0)
         self._has_state = self._state_of(first) is not None
         state_dim = int(np.asarray(first.state()).size) if self._has_state else len(self.agents) * self._obs_dim
+        bounds = {}
+        if kind == "continuous":
+            bounds = {"action_low": tuple(self._low.tolist()), "action_high": tuple(self._high.tolist())}
         self.spec = EnvSpec(num_agents=len(self.agents), obs_dim=self._obs_dim, state_dim=state_dim, horizon=horizon,
-                            action_kind=kind, num_actions=num_actions, action_dim=action_dim)  # type: ignore[arg-type]
+                            action_kind=kind, num_actions=num_actions, action_dim=action_dim, **bounds)  # type: ignore[arg-type]
+        self._mask: Tensor | None = None  # [E, N, K], from infos[agent]["action_mask"] where the environment gives it
         self.t = 0
         self._live = torch.zeros(num_envs, len(self.agents), dtype=torch.bool)
         self._obs = torch.zeros(num_envs, len(self.agents), self._obs_dim)
@@ -109,11 +115,16 @@ class PettingZooVecEnv(MultiAgentVecEnv):
         except (NotImplementedError, AttributeError):
             return None
 
-    def _store(self, k: int, obs: dict[str, Any]) -> None:
+    def _store(self, k: int, obs: dict[str, Any], infos: dict[str, Any]) -> None:
         for i, agent in enumerate(self.agents):
             if agent in obs:
                 flat = spaces.flatten(self._obs_spaces[agent], obs[agent])
                 self._obs[k, i] = torch.as_tensor(np.asarray(flat, dtype=np.float32))
+            mask = (infos.get(agent) or {}).get("action_mask") if self.spec.action_kind == "discrete" else None
+            if mask is not None:
+                if self._mask is None:
+                    self._mask = torch.ones(self.num_envs, len(self.agents), self.spec.num_actions, dtype=torch.bool)
+                self._mask[k, i] = torch.as_tensor(np.asarray(mask).astype(bool))
 
     def _step_result(self, reward: Tensor, done: bool, agent_reward: Tensor | None = None) -> Step:
         if self._has_state:
@@ -122,15 +133,16 @@ class PettingZooVecEnv(MultiAgentVecEnv):
             state = self._obs.reshape(self.num_envs, -1)
         return Step(obs=self._obs.clone(), state=state.to(torch.float32), active=self._live.clone(), reward=reward,
                     done=torch.full((self.num_envs,), done), info={"agents_alive": self._live.float().mean(1)},
-                    agent_reward=torch.zeros(self.num_envs, len(self.agents)) if agent_reward is None else agent_reward)  # fmt: skip
+                    agent_reward=torch.zeros(self.num_envs, len(self.agents)) if agent_reward is None else agent_reward,
+                    action_mask=None if self._mask is None else self._mask.clone())  # fmt: skip
 
     def reset(self, seeds: list[int]) -> Step:
         if len(seeds) != self.num_envs:
             raise ValueError(f"reset needs {self.num_envs} seeds, got {len(seeds)}")
         self._obs.zero_()
         for k, (env, seed) in enumerate(zip(self.envs, seeds)):
-            obs, _ = env.reset(seed=int(seed))
-            self._store(k, obs)
+            obs, infos = env.reset(seed=int(seed))
+            self._store(k, obs, infos)
             self._live[k] = torch.tensor([a in env.agents for a in self.agents])
         self.t = 0
         return self._step_result(torch.zeros(self.num_envs), self.t >= self.spec.horizon)
@@ -150,8 +162,8 @@ class PettingZooVecEnv(MultiAgentVecEnv):
                 continue
             step_actions = {a: (int(chosen[k, index[a]]) if self.spec.action_kind == "discrete"
                                 else chosen[k, index[a]].reshape(self._action_space.shape)) for a in env.agents}  # fmt: skip
-            obs, rewards, terms, truncs, _ = env.step(step_actions)
-            self._store(k, obs)
+            obs, rewards, terms, truncs, infos = env.step(step_actions)
+            self._store(k, obs, infos)
             for agent, value in rewards.items():
                 per_agent[k, index[agent]] = float(value)
             values = [float(r) for r in rewards.values()]

@@ -50,7 +50,9 @@ class GuidedParallelEnv(ParallelEnv):
         spec = self.env.spec
         if spec.action_kind == "discrete":
             return spaces.Discrete(spec.num_actions)
-        return spaces.Box(-np.inf, np.inf, shape=(spec.action_dim,), dtype=np.float32)
+        low = -np.inf if spec.action_low is None else np.asarray(spec.action_low, dtype=np.float32)
+        high = np.inf if spec.action_high is None else np.asarray(spec.action_high, dtype=np.float32)
+        return spaces.Box(low, high, shape=(spec.action_dim,), dtype=np.float32)
 
     def observation_space(self, agent: str) -> spaces.Space:
         return self.observation_spaces[agent]
@@ -70,7 +72,12 @@ class GuidedParallelEnv(ParallelEnv):
 
     def _infos(self, step: Step) -> dict[str, dict[str, Any]]:
         active = step.active[0].tolist()
-        return {a: {"active": bool(active[i])} for i, a in enumerate(self.possible_agents)}
+        infos: dict[str, dict[str, Any]] = {a: {"active": bool(active[i])} for i, a in enumerate(self.possible_agents)}
+        if step.action_mask is not None:  # PettingZoo's convention: infos[agent]["action_mask"], int8
+            masks = step.action_mask[0].to(torch.int8).numpy()
+            for i, a in enumerate(self.possible_agents):
+                infos[a]["action_mask"] = masks[i]
+        return infos
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None:

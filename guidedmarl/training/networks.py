@@ -150,11 +150,12 @@ class Actor(nn.Module):
         if not self.discrete:
             self.log_std = nn.Parameter(torch.zeros(action_dim))
 
-    def distribution(self, obs: Tensor) -> Distribution:
-        """Action distribution for ``[..., N, obs_dim]`` observations."""
+    def distribution(self, obs: Tensor, mask: Tensor | None = None) -> Distribution:
+        """Action distribution for ``[..., N, obs_dim]`` observations; ``mask`` (``[..., N, A]``
+        bool, discrete only) gives the options allowed now: the others get probability 0."""
         out = _finite_policy_output(self.net(obs))
         if self.discrete:
-            return Categorical(logits=out)
+            return Categorical(logits=out if mask is None else out.masked_fill(~mask, MASKED_LOGIT))
         return Normal(out, self.log_std.exp().expand_as(out))
 
     def _empty_actions(self, obs: Tensor) -> Tensor:
@@ -170,35 +171,46 @@ class Actor(nn.Module):
         ent = dist.entropy()
         return ent if self.discrete else ent.sum(-1)
 
-    def mode(self, obs: Tensor, active: Tensor | None = None) -> Tensor:
+    def mode(self, obs: Tensor, active: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         """The most likely action (the mean if continuous), without building a distribution.
 
         With ``active`` (``[..., N]`` bool) and shared weights, only active agents are computed
-        (see :meth:`sample`); the others get action 0.
+        (see :meth:`sample`); the others get action 0. ``mask``: allowed options, as in
+        :meth:`distribution`.
         """
         if active is not None and self.shared:
-            return _scatter(self.mode(obs[active]), active)
+            return _scatter(self.mode(obs[active], mask=None if mask is None else mask[active]), active)
         if obs.numel() == 0:
             return self._empty_actions(obs)
         out = _finite_policy_output(self.net(obs))
+        if self.discrete and mask is not None:
+            out = out.masked_fill(~mask, MASKED_LOGIT)
         return out.argmax(-1) if self.discrete else out
 
-    def sample(self, obs: Tensor, active: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+    def sample(
+        self, obs: Tensor, active: Tensor | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Sampled actions, their log-probabilities and (continuous actions) the policy mean.
 
         With ``active`` and shared weights the network runs on the active agents only (an
         environment ignores inactive agents' actions and the loss masks them): inactive
-        agents get action, log-probability and mean 0.
+        agents get action, log-probability and mean 0. ``mask``: allowed options, as in
+        :meth:`distribution`.
         """
         if active is not None and self.shared:
-            actions, logp, mean = self.sample(obs[active])
+            actions, logp, mean = self.sample(obs[active], mask=None if mask is None else mask[active])
             return _scatter(actions, active), _scatter(logp, active), None if mean is None else _scatter(mean, active)
         if obs.numel() == 0:  # no agent acts (distributions refuse empty batches)
             empty = self._empty_actions(obs)
             return empty, obs.new_zeros(obs.shape[:-1]), None if self.discrete else empty
-        dist = self.distribution(obs)
+        dist = self.distribution(obs, mask)
         actions = dist.sample()
         return actions, self.log_prob(dist, actions), None if self.discrete else dist.mean
+
+
+MASKED_LOGIT = -1e8
+"""Logit of an option the action mask forbids: probability 0 in float32, and no NaN in the
+entropy or the log-probabilities (as with an ``-inf`` logit)."""
 
 
 def _finite_policy_output(out: Tensor) -> Tensor:

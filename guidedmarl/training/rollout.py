@@ -134,6 +134,11 @@ def _check_step(env: MultiAgentVecEnv, step: Step, where: str) -> None:
         _check_tensor(value, (e,), None, f"{name}: info[{key!r}]", "[E]")
     if step.agent_reward is not None:
         _check_tensor(step.agent_reward, (e, n), "float", f"{name}: agent_reward", "[E, N]")
+    if step.action_mask is not None:
+        _check_tensor(step.action_mask, (e, n, spec.num_actions), "bool", f"{name}: action_mask", "[E, N, num_actions]")
+        stuck = step.active & ~step.action_mask.any(-1)
+        if bool(stuck.any()):
+            raise DomainError(f"{name}: action_mask allows no option for {int(stuck.sum())} active agent(s)")
 
 
 def rollout(

@@ -57,6 +57,7 @@ class Rollout:
     info: dict[str, float]
     seconds: dict[str, float]
     agent_rewards: Tensor | None = None  # [T, E, N] where the environment rewards agents apart
+    action_mask: Tensor | None = None  # [T, E, N, A] allowed options, where the environment gives them
 
     @property
     def guidance(self) -> Tensor | None:
@@ -174,12 +175,12 @@ class Trainer:
     def act(self, step: Step, deterministic: bool = True) -> Tensor:
         """Actions of the current policy for an environment step (used for evaluation)."""
         if deterministic:
-            return self.actor.mode(step.obs, step.active)
-        actions, _, _ = self.actor.sample(step.obs, step.active)
+            return self.actor.mode(step.obs, step.active, step.action_mask)
+        actions, _, _ = self.actor.sample(step.obs, step.active, step.action_mask)
         return actions
 
     def _sample(self, step: Step) -> Action:
-        actions, logp, mean = self.actor.sample(step.obs, step.active)
+        actions, logp, mean = self.actor.sample(step.obs, step.active, step.action_mask)
         return Action(actions, logp, mean)
 
     def _record_policy(self, view: StepView) -> dict[str, Tensor]:
@@ -189,6 +190,8 @@ class Trainer:
         assert view.action.log_prob is not None
         record = {"obs": step.obs, "state": step.state, "active": step.active, "actions": view.actions}
         record |= {"logp": view.action.log_prob, "values": values}
+        if step.action_mask is not None:
+            record["action_mask"] = step.action_mask
         return record | {f"critic/{k}": v for k, v in extra.items()}
 
     def _record_estimator(self, view: StepView) -> dict[str, Tensor]:
@@ -218,6 +221,7 @@ class Trainer:
             info=info,
             seconds=traj.seconds,
             agent_rewards=traj.agent_rewards,
+            action_mask=rec.get("action_mask"),
         )
 
     # ------------------------------------------------------------------ update
@@ -275,6 +279,8 @@ class Trainer:
         }
         for key, value in ro.critic_inputs.items():
             flat[f"critic/{key}"] = value.reshape(rows, *value.shape[2:])
+        if ro.action_mask is not None:
+            flat["action_mask"] = ro.action_mask.reshape(rows, n, -1)
         mb_size = max(1, rows // ppo.num_minibatches)
         stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
         for _ in range(ppo.update_epochs):
@@ -286,7 +292,10 @@ class Trainer:
                 if obs.numel() == 0:  # no active agent in this minibatch: value loss only
                     log_ratio = ratio = pg_loss = entropy = adv.new_zeros(())
                 else:
-                    dist = self.actor.distribution(obs)
+                    mask = mb.get("action_mask")
+                    if mask is not None and self.ppo.shared_parameters:
+                        mask = mask[mb["active"]]
+                    dist = self.actor.distribution(obs, mask)
                     log_ratio = self.actor.log_prob(dist, actions) - old_logp
                     ratio = log_ratio.exp()
                     surrogate = torch.max(-adv * ratio, -adv * ratio.clamp(1 - ppo.clip_coef, 1 + ppo.clip_coef))
