@@ -127,6 +127,20 @@ class ClusterSimulator:
         # still blocked (same free capacity) and new arrivals wait behind it (FIFO).
         self._dirty = torch.zeros(e, self.num_servers, dtype=torch.bool, device=dev)
 
+    _STATE = ("_server", "_demand", "_remaining", "_status", "_order", "_arrival", "_next_order", "_now",
+              "total_dispatched", "total_completed", "_loads", "_dirty")  # fmt: skip
+    """Everything that changes as the simulation runs (the capacities do not)."""
+
+    def snapshot(self) -> dict[str, object]:
+        """A copy of the simulation's state, to :meth:`restore` later (e.g. after a warm-up)."""
+        return {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in ((k, getattr(self, k)) for k in self._STATE)}
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Return to a :meth:`snapshot` (the snapshot itself stays unchanged, for the next restore)."""
+        for key in self._STATE:
+            value = state[key]
+            setattr(self, key, value.clone() if isinstance(value, Tensor) else value)
+
     @property
     def pool_size(self) -> int:
         """J, job slots per environment."""
