@@ -37,13 +37,14 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from pydantic import ValidationError
 
 from guidedmarl import checkpoint as ckpt
 from guidedmarl.atomic import atomic_write_text
 from guidedmarl.config import RunConfig
 from guidedmarl.device import resolve_device
 from guidedmarl.domain import Domain, get_domain
-from guidedmarl.errors import CheckpointError
+from guidedmarl.errors import CheckpointError, GuidedMarlError
 from guidedmarl.evaluation import EvalResult
 from guidedmarl.run_loop import Progress, RunLoop, RunResult
 from guidedmarl.loggers import make_loggers
@@ -120,13 +121,30 @@ def resolved_config(config: RunConfig, domain: Domain) -> dict[str, Any]:
     return data
 
 
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's resolved config with the defaults of settings added since it was written.
+
+    A run folder written before a new setting existed then resumes (the new setting's default
+    changes nothing that run did); a config that no longer validates is compared as it is, so
+    the mismatch is reported.
+    """
+    try:
+        config = RunConfig.model_validate(saved)
+        settings = get_domain(config.domain).settings_model.model_validate(config.domain_config)
+    except (ValidationError, GuidedMarlError):
+        return saved
+    filled = config.model_dump(mode="json")
+    filled["domain_config"] = settings.model_dump(mode="json")
+    return filled
+
+
 def _restore(out: Path, trainer: Trainer, resolved: dict[str, Any]) -> Progress | None:
     """The progress of ``out/checkpoint.pt`` loaded into ``trainer`` (None: no checkpoint, start afresh)."""
     path = out / CHECKPOINT
     if not path.is_file():
         return None
     data = ckpt.load_resume(path)
-    saved = {k: v for k, v in data["config"].items() if k not in NOT_COMPARED_ON_RESUME}
+    saved = {k: v for k, v in _with_defaults(data["config"]).items() if k not in NOT_COMPARED_ON_RESUME}
     now = {k: v for k, v in resolved.items() if k not in NOT_COMPARED_ON_RESUME}
     if saved != now:
         keys = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))

@@ -313,3 +313,23 @@ def test_out_that_is_not_writable_is_refused_before_work(tmp_path: Path, monkeyp
     result = runner.invoke(app, ["run", "--domain", "cloud", "--out", str(locked / "run"), "--quiet"])
     assert result.exit_code == 2 and f"{locked} is not writable; choose another --out" in result.output
     assert not (locked / "run").exists()
+
+
+def test_a_checkpoint_written_before_newer_settings_still_resumes(tmp_path: Path) -> None:
+    """A folder from an older version lacks settings added since (their defaults change nothing)."""
+    ref = run_experiment(_small(tmp_path / "ref"))
+    cfg = _small(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, on_episode=lambda e, r: (_ for _ in ()).throw(KeyboardInterrupt) if e == 1 else None)
+    path = cfg.out / "checkpoint.pt"
+    data = torch.load(path, weights_only=True)
+    for key in ("device", "memory_check", "env_steps"):  # settings that older versions did not write
+        data["config"].pop(key)
+    torch.save(data, path)
+    assert _numbers(run_experiment(cfg, resume=True).metrics) == _numbers(ref.metrics)
+    data = torch.load(path, weights_only=True)
+    data["config"]["seed"] = 99  # a real difference is still refused
+    torch.save(data, path)
+    (cfg.out / "summary.json").write_text(json.dumps({"status": "interrupted", "episodes_done": 2}))
+    with pytest.raises(CheckpointError, match="differs in seed"):
+        run_experiment(cfg, resume=True)
