@@ -1,10 +1,20 @@
 """The environment contract: N cooperative agents, batched over E parallel environments.
 
 Every tensor crossing this boundary carries the leading shape ``[E, N]`` (environments,
-agents) or ``[E]`` for team quantities. All environments of one batch advance in lock step
-and share the episode horizon, so a rollout is a plain ``for t in range(horizon)`` loop with
-no per-environment bookkeeping. PettingZoo users can wrap one environment of the batch with
-:func:`guidedmarl.adapters.pettingzoo.as_parallel_env`.
+agents) or ``[E]`` for team quantities. All environments of one batch advance in lock step,
+so a rollout is a plain ``for t in range(horizon)`` loop. Two kinds of episode end:
+
+* **fixed horizon** (the default, every shipped domain): all environments end together after
+  ``horizon`` steps; the end is terminal (no bootstrap). Nothing per environment to track.
+* **auto-reset** (``EnvSpec.auto_reset``; real environments such as PettingZoo's): an episode
+  may end at any step and at different steps in different environments. The step that ends
+  it has ``done`` set, says whether the end is terminal (``terminated``) or a time limit,
+  carries the ended episode's last observation in ``final``, and already holds the first
+  observation of the environment's next episode. ``horizon`` is then the longest episode
+  and the length of one rollout; the learner masks GAE at each end and bootstraps time limits.
+
+Agents that leave an episode early are inactive (``Step.active``). PettingZoo users can wrap
+one environment of the batch with :func:`guidedmarl.adapters.pettingzoo.as_parallel_env`.
 
 Environments also expose :meth:`MultiAgentVecEnv.model_context`: the exogenous and
 pre-action quantities the domain's :class:`~guidedmarl.analytical.AnalyticalModel` needs to
@@ -33,7 +43,8 @@ class EnvSpec:
         action_kind: ``"discrete"`` (one of ``num_actions`` options) or ``"continuous"``.
         num_actions: options per agent for discrete actions.
         action_dim: action vector length per agent for continuous actions.
-        horizon: steps per episode (identical for every environment of a batch).
+        horizon: steps per episode (identical for every environment of a batch); with
+            ``auto_reset``, the longest an episode may last and the steps of one rollout.
         mean_field_features: width of :meth:`MultiAgentVecEnv.mean_field` when an environment
             overrides it; 0 means the default field (the others' mean one-hot or action).
         option_features: for discrete actions, F > 0 declares that an observation starts with
@@ -45,6 +56,10 @@ class EnvSpec:
             ``action_dim`` components where the environment has them (a PettingZoo ``Box``);
             None: unbounded (e.g. power's actions, logits that the environment maps into each
             generator's window). Adapters expose them as the bounds of the action space.
+        auto_reset: False: every episode lasts exactly ``horizon`` steps in every environment.
+            True: episodes end when the environment says (``Step.done``, at most ``horizon``
+            steps after they began) and the environment starts the next one itself (see the
+            module docstring).
     """
 
     num_agents: int
@@ -58,6 +73,7 @@ class EnvSpec:
     option_features: int = 0
     action_low: tuple[float, ...] | None = None
     action_high: tuple[float, ...] | None = None
+    auto_reset: bool = False
 
     @property
     def mean_field_dim(self) -> int:
@@ -100,7 +116,8 @@ class Step:
         active: ``[E, N]`` bool, agents that must act now (e.g. a dispatcher with a job).
             Actions of inactive agents are ignored and excluded from the policy loss.
         reward: ``[E]`` shared team reward of the transition that led here (zero after reset).
-        done: ``[E]`` bool, episode finished (all environments finish together).
+        done: ``[E]`` bool, the transition that led here ended the environment's episode (all
+            environments finish together unless ``EnvSpec.auto_reset``).
         info: per-step diagnostics, each a tensor of shape ``[E]``.
         action_mask: optional ``[E, N, num_actions]`` bool, the options each agent may choose
             now (discrete actions); the policy gives the others probability 0. Every active
@@ -109,6 +126,13 @@ class Step:
             are rewarded apart (a PettingZoo environment); ``reward`` stays the team reward.
             Learners whose critic asks for the agent's own reward (IPPO's ``local`` critic,
             ``reward: own``) learn from it; the others from ``reward``.
+        terminated: optional ``[E]`` bool, the episodes that ended (``done``) in a terminal state;
+            an end that is not terminal is a time limit (truncation), after which learners
+            bootstrap with the value of ``final``. None: every end is terminal.
+        final: with ``EnvSpec.auto_reset``, where some ``done`` is set: the step the ended
+            episodes would have returned had the environment not reset (their last ``obs``,
+            ``state`` and ``active``; rows of other environments are unspecified). Needed for
+            the bootstrap of truncated episodes; None where no episode was truncated.
     """
 
     obs: Tensor
@@ -119,6 +143,8 @@ class Step:
     info: dict[str, Tensor] = field(default_factory=dict)
     agent_reward: Tensor | None = None
     action_mask: Tensor | None = None
+    terminated: Tensor | None = None
+    final: Step | None = None
 
 
 class MultiAgentVecEnv(ABC):

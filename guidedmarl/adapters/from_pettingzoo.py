@@ -13,11 +13,20 @@ into the batched contract (``[E, N, ...]`` tensors in the order of ``possible_ag
   policy's Gaussian is unbounded);
 * reward: the team reward, the ``sum`` (default) or ``mean`` of the agents' rewards, and each
   agent's own in ``Step.agent_reward`` (IPPO learns from it: ``learner.critic.reward: own``);
-* episodes: every copy runs ``horizon`` steps (the batched contract's fixed horizon). An agent
-  that terminates or truncates earlier is inactive from then on (its actions are ignored and
-  left out of the loss) and adds no reward; an environment whose agents are all gone idles
-  until the horizon. PettingZoo's own ``max_cycles`` (or equivalent) should be at least the
-  horizon.
+* episodes (``auto_reset=True``, the default): each copy's episode ends when its last agent
+  terminates or truncates (or after ``horizon`` steps, a time limit), at different steps in
+  different copies; the copy then starts its next episode at once (seeded by PettingZoo's
+  own generator, so a run stays reproducible from its first seeds). The step says whether
+  the end was terminal (every remaining agent terminated) or a time limit, and carries the
+  ended episode's last observation for the learner's bootstrap. ``horizon`` is the length of
+  one rollout per copy and the longest an episode may last: give it at least the
+  environment's own episode length (``max_cycles`` in MPE) so that evaluation scores whole
+  episodes. ``truncation="terminal"`` treats time limits as terminal (no bootstrap), as the
+  MAPPO paper's code does on MPE.
+  With ``auto_reset=False`` every copy runs exactly ``horizon`` steps from its reset (the
+  fixed-horizon contract): an environment whose agents are all gone idles until then.
+  In both, an agent that terminates or truncates before the others is inactive from then on
+  (its actions are ignored and left out of the loss) and adds no reward.
 
 The copies are stepped one after another: PettingZoo environments are Python objects with
 dicts per agent, so this path is for interoperability, not for the speed of the shipped
@@ -68,13 +77,24 @@ class PettingZooVecEnv(MultiAgentVecEnv):
         num_envs: E.
         horizon: steps of every episode.
         team_reward: how the agents' rewards make the team reward: ``"sum"`` or ``"mean"``.
+        auto_reset: episodes end when the environment ends them and restart at once (True),
+            or every copy runs exactly ``horizon`` steps (False).
+        truncation: ``"bootstrap"`` (a time limit is not terminal) or ``"terminal"``.
     """
 
-    def __init__(self, factory: Callable[[], Any], num_envs: int, horizon: int, team_reward: str = "sum") -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        num_envs: int,
+        horizon: int,
+        team_reward: str = "sum",
+        auto_reset: bool = True,
+        truncation: str = "bootstrap",
+    ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.envs = [factory() for _ in range(num_envs)]
-        self.num_envs, self.team_reward = num_envs, team_reward
+        self.num_envs, self.team_reward, self.truncation = num_envs, team_reward, truncation
         first = self.envs[0]
         self.agents = list(first.possible_agents)
         name = type(getattr(first, "unwrapped", first)).__name__
@@ -89,8 +109,8 @@ class PettingZooVecEnv(MultiAgentVecEnv):
             kind, num_actions, action_dim = "discrete", int(act.n), 0
         elif isinstance(act, spaces.Box):
             kind, num_actions, action_dim = "continuous", 0, int(np.prod(act.shape))
-            self._low = torch.as_tensor(np.broadcast_to(act.low, act.shape).reshape(-1), dtype=torch.float32)
-            self._high = torch.as_tensor(np.broadcast_to(act.high, act.shape).reshape(-1), dtype=torch.float32)
+            self._low = torch.as_tensor(np.array(np.broadcast_to(act.low, act.shape)).reshape(-1), dtype=torch.float32)
+            self._high = torch.as_tensor(np.array(np.broadcast_to(act.high, act.shape)).reshape(-1), dtype=torch.float32)
         else:
             raise DomainError(f"{name}: action space {act} is neither Discrete nor Box")
         self._action_space = act
@@ -102,11 +122,13 @@ class PettingZooVecEnv(MultiAgentVecEnv):
         if kind == "continuous":
             bounds = {"action_low": tuple(self._low.tolist()), "action_high": tuple(self._high.tolist())}
         self.spec = EnvSpec(num_agents=len(self.agents), obs_dim=self._obs_dim, state_dim=state_dim, horizon=horizon,
-                            action_kind=kind, num_actions=num_actions, action_dim=action_dim, **bounds)  # type: ignore[arg-type]
+                            action_kind=kind, num_actions=num_actions, action_dim=action_dim, auto_reset=auto_reset,
+                            **bounds)  # type: ignore[arg-type]
         self._mask: Tensor | None = None  # [E, N, K], from infos[agent]["action_mask"] where the environment gives it
         self.t = 0
         self._live = torch.zeros(num_envs, len(self.agents), dtype=torch.bool)
         self._obs = torch.zeros(num_envs, len(self.agents), self._obs_dim)
+        self._episode_t = [0] * num_envs  # steps of each copy's current episode (auto-reset)
 
     @staticmethod
     def _state_of(env: Any) -> np.ndarray | None:
@@ -126,15 +148,17 @@ class PettingZooVecEnv(MultiAgentVecEnv):
                     self._mask = torch.ones(self.num_envs, len(self.agents), self.spec.num_actions, dtype=torch.bool)
                 self._mask[k, i] = torch.as_tensor(np.asarray(mask).astype(bool))
 
-    def _step_result(self, reward: Tensor, done: bool, agent_reward: Tensor | None = None) -> Step:
+    def _state_row(self, k: int) -> Tensor:
         if self._has_state:
-            state = torch.stack([torch.as_tensor(self._state_of(env)) for env in self.envs])
-        else:
-            state = self._obs.reshape(self.num_envs, -1)
+            return torch.as_tensor(self._state_of(self.envs[k]))
+        return self._obs[k].reshape(-1).clone()
+
+    def _step_result(self, reward: Tensor, done: Tensor, agent_reward: Tensor | None = None, **ends: Any) -> Step:
+        state = torch.stack([self._state_row(k) for k in range(self.num_envs)])
         return Step(obs=self._obs.clone(), state=state.to(torch.float32), active=self._live.clone(), reward=reward,
-                    done=torch.full((self.num_envs,), done), info={"agents_alive": self._live.float().mean(1)},
+                    done=done, info={"agents_alive": self._live.float().mean(1)},
                     agent_reward=torch.zeros(self.num_envs, len(self.agents)) if agent_reward is None else agent_reward,
-                    action_mask=None if self._mask is None else self._mask.clone())  # fmt: skip
+                    action_mask=None if self._mask is None else self._mask.clone(), **ends)  # fmt: skip
 
     def reset(self, seeds: list[int]) -> Step:
         if len(seeds) != self.num_envs:
@@ -145,11 +169,12 @@ class PettingZooVecEnv(MultiAgentVecEnv):
             self._store(k, obs, infos)
             self._live[k] = torch.tensor([a in env.agents for a in self.agents])
         self.t = 0
-        return self._step_result(torch.zeros(self.num_envs), self.t >= self.spec.horizon)
+        self._episode_t = [0] * self.num_envs
+        return self._step_result(torch.zeros(self.num_envs), torch.zeros(self.num_envs, dtype=torch.bool))
 
     def step(self, actions: Any) -> Step:
         actions = self.check_actions(actions)
-        if self.t >= self.spec.horizon:
+        if self.t >= self.spec.horizon and not self.spec.auto_reset:
             raise RuntimeError("episode is over: call reset(seeds) first")
         if self.spec.action_kind == "continuous":
             actions = torch.maximum(torch.minimum(actions, self._high), self._low)
@@ -157,6 +182,9 @@ class PettingZooVecEnv(MultiAgentVecEnv):
         reward = torch.zeros(self.num_envs)
         per_agent = torch.zeros(self.num_envs, len(self.agents))
         index = {a: i for i, a in enumerate(self.agents)}
+        ended = torch.zeros(self.num_envs, dtype=torch.bool)
+        terminal = torch.zeros(self.num_envs, dtype=torch.bool)
+        final: Step | None = None
         for k, env in enumerate(self.envs):
             if not env.agents:
                 continue
@@ -169,8 +197,38 @@ class PettingZooVecEnv(MultiAgentVecEnv):
             values = [float(r) for r in rewards.values()]
             reward[k] = (sum(values) / len(self.agents)) if self.team_reward == "mean" else sum(values)
             self._live[k] = torch.tensor([a in env.agents and not (terms.get(a) or truncs.get(a)) for a in self.agents])
+            if self.spec.auto_reset:
+                self._episode_t[k] += 1
+                if not bool(self._live[k].any()) or self._episode_t[k] >= self.spec.horizon:
+                    ended[k] = True
+                    terminal[k] = self.truncation == "terminal" or (
+                        bool(self._live[k].sum() == 0) and all(bool(terms.get(a)) and not truncs.get(a) for a in step_actions))
+                    if not terminal[k]:
+                        final = self._keep_final(final, k, [a for a in step_actions if not terms.get(a)], index)
+                    self._restart(k)
         self.t += 1
-        return self._step_result(reward, self.t >= self.spec.horizon, per_agent)
+        if not self.spec.auto_reset:
+            return self._step_result(reward, torch.full((self.num_envs,), self.t >= self.spec.horizon), per_agent)
+        return self._step_result(reward, ended, per_agent, terminated=terminal, final=final)
+
+    def _keep_final(self, final: Step | None, k: int, present: list[str], index: dict[str, int]) -> Step:
+        """``final`` with copy k's last step of its truncated episode written in (made on first use)."""
+        if final is None:
+            e, n = self.num_envs, len(self.agents)
+            final = Step(obs=self._obs.clone(), state=torch.zeros(e, self.spec.state_dim), active=torch.zeros(e, n, dtype=torch.bool),
+                         reward=torch.zeros(e), done=torch.zeros(e, dtype=torch.bool))  # fmt: skip
+        final.obs[k] = self._obs[k]
+        final.state[k] = self._state_row(k).to(torch.float32)
+        final.active[k] = torch.tensor([a in present for a in self.agents])
+        return final
+
+    def _restart(self, k: int) -> None:
+        """Copy k's next episode (its own generator continues: no seed), as auto-reset does."""
+        obs, infos = self.envs[k].reset()
+        self._obs[k].zero_()
+        self._store(k, obs, infos)
+        self._live[k] = torch.tensor([a in self.envs[k].agents for a in self.agents])
+        self._episode_t[k] = 0
 
     def model_context(self) -> None:
         return None
@@ -182,8 +240,13 @@ class PettingZooSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     env: str = Field(min_length=1, description="MODULE (calls MODULE.parallel_env) or MODULE:FUNCTION returning a ParallelEnv")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of that function")
-    horizon: int = Field(25, ge=1, le=100_000, description="steps of every episode")
+    horizon: int = Field(25, ge=1, le=100_000, description="steps of one rollout per copy and the longest episode "
+                         "(at least the environment's own episode length, e.g. MPE's max_cycles)")
     team_reward: Literal["sum", "mean"] = Field("sum", description="team reward from the agents' rewards")
+    auto_reset: bool = Field(True, description="episodes end when the environment ends them and restart at once "
+                             "(false: every copy runs exactly `horizon` steps)")  # fmt: skip
+    truncation: Literal["bootstrap", "terminal"] = Field(
+        "bootstrap", description="a time limit is not terminal (bootstrap from the last state) or is treated as terminal")
 
 
 def make_factory(settings: PettingZooSettings) -> Callable[[], Any]:
@@ -226,7 +289,8 @@ class PettingZooDomain(Domain):
         return n
 
     def make_env(self, num_envs: int) -> PettingZooVecEnv:
-        return PettingZooVecEnv(self.factory, num_envs, self.settings.horizon, self.settings.team_reward)
+        s = self.settings
+        return PettingZooVecEnv(self.factory, num_envs, s.horizon, s.team_reward, s.auto_reset, s.truncation)
 
 
 def domain_for(env: str) -> type[PettingZooDomain]:

@@ -109,10 +109,13 @@ class GuidedParallelEnv(ParallelEnv):
             rewards = {a: float(own[self.possible_agents.index(a)]) for a in agents}
         else:
             rewards = {a: reward for a in agents}
-        # a fixed horizon ends the episode by time limit: truncation, not termination
-        terminations = {a: False for a in agents}
-        truncations = {a: done for a in agents}
-        obs, infos = self._obs_dict(step), self._infos(step)
+        # a fixed horizon ends the episode by time limit: truncation, not termination; an
+        # auto-reset environment says which, and its ended episode's last step is in final
+        terminal = done and step.terminated is not None and bool(step.terminated[0])
+        terminations = {a: terminal for a in agents}
+        truncations = {a: done and not terminal for a in agents}
+        shown = step.final if done and step.final is not None else step
+        obs, infos = self._obs_dict(shown), self._infos(shown)
         if done:
             self.agents = []
         return obs, rewards, terminations, truncations, infos

@@ -50,6 +50,8 @@ def _bad_actions(s: _Setup) -> str:
 def _horizon(s: _Setup) -> str:
     horizon = s.env.spec.horizon
     limit = min(horizon, MAX_HORIZON_STEPS)
+    if s.env.spec.auto_reset:
+        return _episode_ends(s, horizon, limit)
     for t, step in enumerate(s.play(s.env, s.seeds, limit)):
         if not bool((step.done == (t >= horizon)).all()):
             where = "reset" if t == 0 else f"step (after step {t} of horizon {horizon})"
@@ -58,6 +60,30 @@ def _horizon(s: _Setup) -> str:
     if limit < horizon:
         return f"done stayed False for {limit} steps (horizon {horizon} > {MAX_HORIZON_STEPS}: end not reached)"
     return f"done False for steps 1..{horizon - 1} and True in every environment after step T = {horizon}"
+
+
+def _episode_ends(s: _Setup, horizon: int, limit: int) -> str:
+    """Auto-reset: done False at reset, every environment's first episode ends within the horizon,
+    and every time-limit end carries the ended episode's last step."""
+    name = type(s.env).__name__
+    ended = None
+    for t, step in enumerate(s.play(s.env, s.seeds, limit)):
+        if t == 0:
+            if bool(step.done.any()):
+                raise CheckFailed(f"{name}.reset: done must be False in every environment, got {step.done.tolist()}")
+            ended = torch.zeros_like(step.done)
+            continue
+        terminal = step.done if step.terminated is None else step.terminated
+        if bool((step.done & ~terminal).any()) and step.final is None:
+            raise CheckFailed(f"{name}.step (after step {t}): an episode was truncated but Step.final is None")
+        ended = ended | step.done
+    assert ended is not None
+    if limit < horizon:
+        return f"auto-reset; {int(ended.sum())} of {ended.numel()} environments ended an episode within {limit} steps"
+    if not bool(ended.all()):
+        raise CheckFailed(f"{name}: with auto_reset every episode must end within the horizon ({horizon} steps); "
+                          f"environments {torch.nonzero(~ended).flatten().tolist()[:8]} did not")  # fmt: skip
+    return f"auto-reset; every environment's first episode ended within the horizon T = {horizon}"
 
 
 def _determinism(s: _Setup) -> str:

@@ -8,8 +8,11 @@ actions, the policy's outputs) that return tensors to record. The loop stacks wh
 return over time, times each hook, checks the environment's reward, and sums the
 episode's return in float64.
 
-The loop is a plain ``for t in range(steps)``: every environment of a batch shares the
-horizon, so no per-environment bookkeeping is needed.
+The loop is a plain ``for t in range(steps)``. For fixed-horizon environments (every
+shipped domain) that is all: every environment ends at the horizon. For auto-reset
+environments (``EnvSpec.auto_reset``) the loop also keeps, per environment, where its
+episodes end, whether each end was terminal, the last step of every truncated episode (for
+the learner's bootstrap), and the return of every completed episode.
 """
 
 from __future__ import annotations
@@ -80,6 +83,15 @@ class Trajectory:
         final: the last step returned by the environment.
         agent_rewards: ``[T, E, N]`` each agent's reward where the environment gives one
             (``Step.agent_reward``), else None.
+        dones: auto-reset environments: ``[T, E]`` bool, an episode ended with transition t;
+            None for fixed-horizon ones (all end at T).
+        terminated: auto-reset environments: ``[T, E]`` bool, that end was terminal (the
+            others are time limits).
+        finals: auto-reset environments: for each t at which some episode was truncated, the
+            ended episodes' last step (``Step.final``), for the bootstrap.
+        episode_returns: auto-reset environments: the return of every episode that ended
+            during the rollout, in the order they ended. ``returns`` is then each
+            environment's *first* episode (what evaluation reports).
     """
 
     records: dict[str, Tensor]
@@ -89,6 +101,10 @@ class Trajectory:
     seconds: dict[str, float] = field(default_factory=dict)
     final: Step | None = None
     agent_rewards: Tensor | None = None
+    dones: Tensor | None = None
+    terminated: Tensor | None = None
+    finals: dict[int, Step] = field(default_factory=dict)
+    episode_returns: list[float] = field(default_factory=list)
 
     def info_means(self) -> dict[str, float]:
         """Each diagnostic averaged over environments, then over steps (float64)."""
@@ -139,6 +155,52 @@ def _check_step(env: MultiAgentVecEnv, step: Step, where: str) -> None:
         stuck = step.active & ~step.action_mask.any(-1)
         if bool(stuck.any()):
             raise DomainError(f"{name}: action_mask allows no option for {int(stuck.sum())} active agent(s)")
+    if step.terminated is not None:
+        _check_tensor(step.terminated, (e,), "bool", f"{name}: terminated", "[E]")
+        if bool((step.terminated & ~step.done).any()):
+            raise DomainError(f"{name}: terminated is set for an environment whose done is False")
+
+
+class _EpisodeBook:
+    """Where the episodes of auto-reset environments end, and what they returned."""
+
+    def __init__(self, env: MultiAgentVecEnv, device: torch.device) -> None:
+        self.env, e = env, env.num_envs
+        self.running = torch.zeros(e, dtype=torch.float64, device=device)
+        self.first = torch.zeros(e, dtype=torch.float64, device=device)
+        self.ended = torch.zeros(e, dtype=torch.bool, device=device)
+        self.dones: list[Tensor] = []
+        self.terminated: list[Tensor] = []
+        self.finals: dict[int, Step] = {}
+        self.episode_returns: list[float] = []
+
+    def add(self, t: int, step: Step) -> None:
+        self.running += step.reward.to(torch.float64)
+        done = step.done
+        terminal = done if step.terminated is None else step.terminated
+        self.dones.append(done)
+        self.terminated.append(terminal)
+        if not bool(done.any()):
+            return
+        self.episode_returns.extend(self.running[done].tolist())
+        new = done & ~self.ended
+        self.first = torch.where(new, self.running, self.first)
+        self.ended |= done
+        self.running = torch.where(done, torch.zeros_like(self.running), self.running)
+        if bool((done & ~terminal).any()):
+            name = type(self.env).__name__
+            if step.final is None:
+                raise DomainError(f"{name}.step truncated an episode (done and not terminated) at step {t} "
+                                  "but gave no Step.final: the learner needs the ended episode's last step")  # fmt: skip
+            spec, e = self.env.spec, self.env.num_envs
+            _check_tensor(step.final.obs, (e, spec.num_agents, spec.obs_dim), "float", f"{name}.step: final.obs", "[E, N, obs_dim]")
+            _check_tensor(step.final.state, (e, spec.state_dim), "float", f"{name}.step: final.state", "[E, state_dim]")
+            _check_tensor(step.final.active, (e, spec.num_agents), "bool", f"{name}.step: final.active", "[E, N]")
+            self.finals[t] = step.final
+
+    def returns(self) -> Tensor:
+        """Each environment's first episode return (the running one where none ended)."""
+        return torch.where(self.ended, self.first, self.running)
 
 
 def rollout(
@@ -148,7 +210,10 @@ def rollout(
     hooks: Mapping[str, Hook] | None = None,
     steps: int | None = None,
 ) -> Trajectory:
-    """Play ``steps`` steps (default: the horizon) of one episode per seed.
+    """Play ``steps`` steps (default: the horizon) from one reset per seed.
+
+    Fixed-horizon environments play one episode each; auto-reset ones play as many as end
+    within the steps (see :class:`Trajectory`).
 
     Args:
         env: the environments (``len(seeds)`` must equal ``env.num_envs``).
@@ -170,6 +235,7 @@ def rollout(
     step = env.reset(seeds)
     _check_step(env, step, "reset")
     returns = torch.zeros(env.num_envs, dtype=torch.float64, device=step.reward.device)
+    book = _EpisodeBook(env, step.reward.device) if env.spec.auto_reset else None
     for t in range(horizon):
         t0 = time.perf_counter()
         out = policy(step)
@@ -194,9 +260,15 @@ def rollout(
         rewards.append(step.reward)
         if step.agent_reward is not None:
             agent_rewards.append(step.agent_reward)
-        returns += step.reward.to(torch.float64)
+        if book is None:
+            returns += step.reward.to(torch.float64)
+        else:
+            book.add(t, step)
         for key, value in step.info.items():
             info.setdefault(key, []).append(value)
     records = {key: torch.stack(values) for key, values in buffers.items()}
     per_agent = torch.stack(agent_rewards) if len(agent_rewards) == len(rewards) and agent_rewards else None
-    return Trajectory(records, torch.stack(rewards), returns, info, seconds, step, per_agent)
+    if book is None:
+        return Trajectory(records, torch.stack(rewards), returns, info, seconds, step, per_agent)
+    return Trajectory(records, torch.stack(rewards), book.returns(), info, seconds, step, per_agent,
+                      torch.stack(book.dones), torch.stack(book.terminated), book.finals, book.episode_returns)  # fmt: skip

@@ -33,7 +33,7 @@ from guidedmarl.errors import ConfigError, TrainingError
 from guidedmarl.guidance.estimator import ESTIMATORS, AdvantageEstimator, StepInputs
 from guidedmarl.training.critics import CRITICS, Critic
 from guidedmarl.training.networks import Actor
-from guidedmarl.training.rollout import Action, StepView, rollout
+from guidedmarl.training.rollout import Action, StepView, Trajectory, rollout
 from guidedmarl.training.value_norm import ValueNormalizer
 
 if TYPE_CHECKING:  # the config modules import the registries this module fills
@@ -58,6 +58,9 @@ class Rollout:
     seconds: dict[str, float]
     agent_rewards: Tensor | None = None  # [T, E, N] where the environment rewards agents apart
     action_mask: Tensor | None = None  # [T, E, N, A] allowed options, where the environment gives them
+    dones: Tensor | None = None  # [T, E] auto-reset environments: an episode ended with step t
+    bootstrap: Tensor | None = None  # like values: value of the ended episode's last state at truncations, else 0
+    next_value: Tensor | None = None  # like values[0]: value after the last step (an episode cut by the rollout)
 
     @property
     def guidance(self) -> Tensor | None:
@@ -81,21 +84,49 @@ def actor_option_features(actor: str, spec: EnvSpec) -> int:
     return spec.option_features
 
 
-def compute_gae(rewards: Tensor, values: Tensor, gamma: float, lam: float) -> Tensor:
-    """Generalised advantage estimation over a fixed-horizon episode that ends at T.
+def compute_gae(
+    rewards: Tensor,
+    values: Tensor,
+    gamma: float,
+    lam: float,
+    dones: Tensor | None = None,
+    bootstrap: Tensor | None = None,
+    next_value: Tensor | None = None,
+) -> Tensor:
+    """Generalised advantage estimation.
 
-    ``rewards`` is ``[T, E]``; ``values`` is ``[T, E]`` or ``[T, E, N]`` (the reward is then
-    broadcast to every agent). The episode end is terminal: no bootstrap after step T-1.
+    ``rewards`` is ``[T, E]`` (or ``[T, E, N]``, each agent's own); ``values`` is ``[T, E]``
+    or ``[T, E, N]`` (a team reward is then broadcast to every agent).
+
+    Fixed horizon (``dones`` None): one episode per environment that ends at T, terminal: no
+    bootstrap after step T-1. Auto-reset environments: ``dones`` ``[T, E]`` marks the steps
+    whose transition ended an episode; the advantage does not flow across them, and the
+    one-step target there is ``r + gamma * bootstrap`` (``bootstrap``: the value of the
+    ended episode's last state for a time limit, 0 for a terminal end). ``next_value`` is the
+    value after step T-1 for the episodes the rollout cut (default 0).
     """
     if values.dim() == rewards.dim() + 1:
         rewards = rewards.unsqueeze(-1).expand_as(values)
     adv = torch.zeros_like(values)
     last = torch.zeros_like(values[0])
     horizon = rewards.shape[0]
+    if dones is None:
+        for t in reversed(range(horizon)):
+            next_v = values[t + 1] if t + 1 < horizon else torch.zeros_like(values[t])
+            delta = rewards[t] + gamma * next_v - values[t]
+            last = delta + gamma * lam * last
+            adv[t] = last
+        return adv
+    ended = dones.to(values.dtype)
+    if ended.dim() < values.dim():
+        ended = ended.unsqueeze(-1).expand_as(values)
+    boot = torch.zeros_like(values) if bootstrap is None else bootstrap
+    after = torch.zeros_like(values[0]) if next_value is None else next_value
     for t in reversed(range(horizon)):
-        next_value = values[t + 1] if t + 1 < horizon else torch.zeros_like(values[t])
-        delta = rewards[t] + gamma * next_value - values[t]
-        last = delta + gamma * lam * last
+        next_v = values[t + 1] if t + 1 < horizon else after
+        target = torch.where(ended[t] > 0, boot[t], next_v)
+        delta = rewards[t] + gamma * target - values[t]
+        last = delta + gamma * lam * (1.0 - ended[t]) * last
         adv[t] = last
     return adv
 
@@ -199,15 +230,40 @@ class Trainer:
         return {f"estimator/{k}": v for k, v in self.estimator.on_step(inputs).items()}
 
     # ------------------------------------------------------------------ rollout
+    def _value_of(self, step: Step) -> Tensor:
+        """The critic's value of a step (reward units); a critic with action inputs sees actions
+        sampled from the current policy, a one-sample estimate of the state's value."""
+        actions, _, _ = self.actor.sample(step.obs, step.active, step.action_mask)
+        extra = self.critic.extra_inputs(step, actions, self.env)
+        return self.value_norm.denormalize(self.critic({"state": step.state, "obs": step.obs, **extra}))
+
+    def _bootstraps(self, traj: Trajectory, values: Tensor) -> tuple[Tensor, Tensor]:
+        """(bootstrap, next_value) of an auto-reset rollout (see :func:`compute_gae`)."""
+        assert traj.dones is not None and traj.terminated is not None and traj.final is not None
+        boot = torch.zeros_like(values)
+        truncated = traj.dones & ~traj.terminated
+        for t, final in traj.finals.items():
+            cut = truncated[t] if values.dim() == 2 else truncated[t].unsqueeze(-1)
+            boot[t] = torch.where(cut, self._value_of(final), boot[t])
+        return boot, self._value_of(traj.final)
+
     @torch.no_grad()
     def collect(self, seeds: list[int]) -> Rollout:
-        """Play one episode in every environment with the current (stochastic) policy."""
+        """Play one rollout in every environment with the current (stochastic) policy: one
+        episode each (fixed horizon) or ``horizon`` steps of auto-reset episodes."""
         hooks = {"critic": self._record_policy, "guidance": self._record_estimator}
         traj = rollout(self.env, self._sample, seeds, hooks)
         rec = traj.records
         horizon = traj.rewards.shape[0]
         info = {k: sum(float(v.float().mean()) for v in vals) / horizon for k, vals in traj.info.items()}
-        info["episodic_return"] = float(traj.rewards.sum(0).mean())
+        bootstrap = next_value = None
+        if traj.dones is None:
+            info["episodic_return"] = float(traj.rewards.sum(0).mean())
+        else:
+            done = traj.episode_returns or traj.returns.tolist()  # no episode ended: the partial returns
+            info["episodic_return"] = sum(done) / len(done)
+            info["episodes_ended"] = float(len(traj.episode_returns))
+            bootstrap, next_value = self._bootstraps(traj, rec["values"])
         return Rollout(
             obs=rec["obs"],
             state=rec["state"],
@@ -222,6 +278,9 @@ class Trainer:
             seconds=traj.seconds,
             agent_rewards=traj.agent_rewards,
             action_mask=rec.get("action_mask"),
+            dones=traj.dones,
+            bootstrap=bootstrap,
+            next_value=next_value,
         )
 
     # ------------------------------------------------------------------ update
@@ -257,7 +316,7 @@ class Trainer:
         ppo = self.ppo
         horizon, num_envs, n = ro.active.shape
         _require_finite(ro.values, "the critic's values of the rollout", "the critic's weights or its inputs")
-        adv = compute_gae(self.learning_rewards(ro), ro.values, ppo.gamma, ppo.gae_lambda)
+        adv = compute_gae(self.learning_rewards(ro), ro.values, ppo.gamma, ppo.gae_lambda, ro.dones, ro.bootstrap, ro.next_value)
         _require_finite(adv, "the GAE advantages", "the rewards or the critic's values")
         returns = adv + ro.values
         agent_adv = adv if adv.dim() == 3 else adv.unsqueeze(-1).expand(horizon, num_envs, n)
