@@ -32,11 +32,17 @@ The copies are stepped one after another: PettingZoo environments are Python obj
 dicts per agent, so this path is for interoperability, not for the speed of the shipped
 batched domains.
 
-:class:`PettingZooDomain` makes a domain of it with no analytical model (MAPPO and IPPO need
-none; DG-PG refuses with a message). From the command line::
+:class:`PettingZooDomain` makes a domain of it. It needs no analytical model (MAPPO and IPPO
+need none; DG-PG without one refuses with a message); one can be named in
+``domain_config.model`` (``MODULE:CLASS``, an :class:`~guidedmarl.AnalyticalModel` whose
+context is a :class:`PettingZooContext`: the raw environments before the step), and
+heuristic baselines in ``domain_config.heuristics`` (name -> ``MODULE:CLASS``). From the
+command line::
 
     guidedmarl run --domain pettingzoo:mpe2.simple_spread_v3 --algo mappo \\
         --set domain_config.kwargs.N=3 --set domain_config.horizon=25
+    guidedmarl run --domain pettingzoo:mpe2.simple_spread_v3 --algo dgpg \\
+        --set domain_config.model=guidedmarl_domains.mpe:SpreadModel
 
 ``pettingzoo:MODULE`` calls ``MODULE.parallel_env(**kwargs)``; ``pettingzoo:MODULE:FUNCTION``
 calls that function instead.
@@ -47,6 +53,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -55,11 +62,28 @@ from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from torch import Tensor
 
-from guidedmarl.domain import Domain
+from guidedmarl.analytical.model import AnalyticalModel
+from guidedmarl.domain import Domain, HeuristicPolicy
 from guidedmarl.env import EnvSpec, MultiAgentVecEnv, Step
 from guidedmarl.errors import ConfigError, DomainError
 
 PREFIX = "pettingzoo:"
+
+
+@dataclass
+class PettingZooContext:
+    """What a model of a PettingZoo environment sees before a step (``model_context``).
+
+    Attributes:
+        envs: the E raw PettingZoo environments, in their pre-step state (read, never step them).
+        obs: ``[E, N, obs_dim]`` the agents' current observations.
+        cache: per-step scratch space, so that a model reading the environments into tensors
+            does it once per step however many of its maps use them.
+    """
+
+    envs: list[Any]
+    obs: Tensor
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 def _flat_dim(space: spaces.Space, what: str) -> int:
@@ -80,6 +104,9 @@ class PettingZooVecEnv(MultiAgentVecEnv):
         auto_reset: episodes end when the environment ends them and restart at once (True),
             or every copy runs exactly ``horizon`` steps (False).
         truncation: ``"bootstrap"`` (a time limit is not terminal) or ``"terminal"``.
+        global_state: ``"env"`` (``env.state()`` where it exists) or ``"observations"`` (every
+            agent's observation concatenated; for environments whose ``state()`` is exactly
+            that, such as MPE's, it skips computing the observations twice).
     """
 
     def __init__(
@@ -90,6 +117,7 @@ class PettingZooVecEnv(MultiAgentVecEnv):
         team_reward: str = "sum",
         auto_reset: bool = True,
         truncation: str = "bootstrap",
+        global_state: str = "env",
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -116,7 +144,7 @@ class PettingZooVecEnv(MultiAgentVecEnv):
         self._action_space = act
         self._obs_dim = next(iter(obs_dims.values()))
         first.reset(seed=0)
-        self._has_state = self._state_of(first) is not None
+        self._has_state = global_state == "env" and self._state_of(first) is not None
         state_dim = int(np.asarray(first.state()).size) if self._has_state else len(self.agents) * self._obs_dim
         bounds = {}
         if kind == "continuous":
@@ -230,8 +258,8 @@ class PettingZooVecEnv(MultiAgentVecEnv):
         self._live[k] = torch.tensor([a in self.envs[k].agents for a in self.agents])
         self._episode_t[k] = 0
 
-    def model_context(self) -> None:
-        return None
+    def model_context(self) -> PettingZooContext:
+        return PettingZooContext(self.envs, self._obs.clone())
 
 
 class PettingZooSettings(BaseModel):
@@ -245,6 +273,13 @@ class PettingZooSettings(BaseModel):
     team_reward: Literal["sum", "mean"] = Field("sum", description="team reward from the agents' rewards")
     auto_reset: bool = Field(True, description="episodes end when the environment ends them and restart at once "
                              "(false: every copy runs exactly `horizon` steps)")  # fmt: skip
+    global_state: Literal["env", "observations"] = Field(
+        "env", description="the critic's state: env.state() where it exists, or the agents' observations concatenated")
+    model: str | None = Field(None, description="MODULE:CLASS of an AnalyticalModel of the environment (null: none; "
+                              "DG-PG needs one)")  # fmt: skip
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model's class")
+    heuristics: dict[str, str] = Field(default_factory=dict, description="baselines: name -> MODULE:CLASS of a "
+                                       "HeuristicPolicy (built with no arguments)")  # fmt: skip
     truncation: Literal["bootstrap", "terminal"] = Field(
         "bootstrap", description="a time limit is not terminal (bootstrap from the last state) or is treated as terminal")
 
@@ -262,11 +297,25 @@ def make_factory(settings: PettingZooSettings) -> Callable[[], Any]:
     return functools.partial(fn, **settings.kwargs)
 
 
+def load_object(ref: str, what: str) -> Any:
+    """The object ``MODULE:NAME`` names, or a :class:`ConfigError` naming the setting ``what``."""
+    module_name, sep, name = ref.partition(":")
+    if not sep or not module_name or not name:
+        raise ConfigError(f"{what}: '{ref}' must be MODULE:NAME, e.g. guidedmarl_domains.mpe:SpreadModel")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{what}: cannot import '{module_name}' ({exc})") from None
+    if not hasattr(module, name):
+        raise ConfigError(f"{what}: '{module_name}' has no attribute '{name}'")
+    return getattr(module, name)
+
+
 class PettingZooDomain(Domain):
-    """A PettingZoo environment as a domain: no analytical model, no heuristics (MAPPO, IPPO, MF-AC)."""
+    """A PettingZoo environment as a domain; its analytical model and heuristics are optional settings."""
 
     name = "pettingzoo"
-    description = "any PettingZoo ParallelEnv (--domain pettingzoo:MODULE); no analytical model"
+    description = "any PettingZoo ParallelEnv (--domain pettingzoo:MODULE); analytical model optional (domain_config.model)"
     settings_model: ClassVar[type[BaseModel]] = PettingZooSettings
 
     def __init__(self, num_agents: int, settings: PettingZooSettings) -> None:  # type: ignore[override]
@@ -288,9 +337,28 @@ class PettingZooDomain(Domain):
                               "(set the environment's own argument in domain_config.kwargs, or leave --agents out)")  # fmt: skip
         return n
 
+    def make_model(self) -> AnalyticalModel | None:
+        if self.settings.model is None:
+            return None
+        cls = load_object(self.settings.model, "domain_config.model")
+        if not (isinstance(cls, type) and issubclass(cls, AnalyticalModel)):
+            raise ConfigError(f"domain_config.model: '{self.settings.model}' is not a subclass of guidedmarl.AnalyticalModel")
+        kwargs = dict(self.settings.model_kwargs)
+        if cls.action_kind == "discrete":
+            probe = self.factory()
+            space = probe.action_space(probe.possible_agents[0])
+            kwargs.setdefault("num_actions", int(getattr(space, "n", 0)))
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"domain_config.model_kwargs: {cls.__name__}({kwargs}) failed: {exc}") from None
+
+    def heuristics(self) -> dict[str, Callable[[], HeuristicPolicy]]:
+        return {name: load_object(ref, f"domain_config.heuristics.{name}") for name, ref in self.settings.heuristics.items()}
+
     def make_env(self, num_envs: int) -> PettingZooVecEnv:
         s = self.settings
-        return PettingZooVecEnv(self.factory, num_envs, s.horizon, s.team_reward, s.auto_reset, s.truncation)
+        return PettingZooVecEnv(self.factory, num_envs, s.horizon, s.team_reward, s.auto_reset, s.truncation, s.global_state)
 
 
 def domain_for(env: str) -> type[PettingZooDomain]:

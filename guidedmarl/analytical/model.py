@@ -92,6 +92,12 @@ class AnalyticalModel(ABC):
 
     action_kind: ClassVar[Literal["discrete", "continuous"]] = "discrete"
     closed_form_influence: ClassVar[bool] = False
+    reference_follows_state: ClassVar[bool] = False
+    """True for a model whose x_ref is computed from the current state (e.g. targets assigned
+    from the agents' positions), which earlier actions shaped. The reference is still fixed
+    within a step (computed before the actions, without gradient), but the exogeneity the
+    theory assumes holds only step by step: ``guidedmarl check`` then measures how far x_ref
+    moves between copies of a scenario instead of failing (docs/theory.md)."""
     component_weights: Tensor | None = None
     """Optional ``[D]`` non-negative weights w_j of the potential, phi = sum_j w_j phi_j (None: all 1)."""
 
