@@ -1,0 +1,151 @@
+"""MAPPO, IPPO and DG-PG on MPE's simple_spread (mpe2), an outside benchmark, through the PettingZoo adapter.
+
+Two commands. ``run`` trains the grid (one ``guidedmarl run`` per learner, N and seed; ``--jobs``
+at a time) into OUT/nN/ALGO-sSEED; ``table`` reads those folders and writes the markdown
+table, a JSON of every figure and the curves against environment steps::
+
+    python benchmarks/mpe_spread.py run --out runs/mpe --jobs 2
+    python benchmarks/mpe_spread.py table runs/mpe --img docs/img/mpe
+
+Settings shared by every learner (nothing tuned per learner): PPO with learning rate 7e-4,
+10 epochs, one minibatch, hidden [64, 64] (the MAPPO paper's MPE choices), 25-step episodes,
+the critic's state = the agents' observations concatenated (what MPE's ``state()`` returns),
+evaluation every 10 updates on 20 validation and 40 test scenarios (the checkpoint is chosen
+on validation; the test reward is reported). N = 3: 32 environments per update, 125 updates
+(100,000 environment steps). N = 10: 16 environments, 40 updates (16,000 steps), which is
+what 2 cores afford (the Python environment steps about 140 times a second at N = 10).
+The rules (random, nearest landmark, centralised assignment) run on the same test scenarios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from guidedmarl.loggers import read_metrics
+
+HORIZON = 25
+GRID = {3: {"updates": 125, "envs": 32, "algos": ("dgpg", "mappo", "ippo")},
+        10: {"updates": 40, "envs": 16, "algos": ("dgpg", "mappo", "ippo")}}  # fmt: skip
+SEEDS = (0, 1, 2)
+RULES = {"random": "RandomRule", "nearest_landmark": "NearestLandmarkRule", "assignment": "AssignmentRule"}
+
+
+def command(algo: str, n: int, seed: int, updates: int, envs: int, out: Path) -> list[str]:
+    """The ``guidedmarl run`` command of one cell."""
+    sets = [f"domain_config.kwargs.N={n}", f"domain_config.horizon={HORIZON}", "domain_config.global_state=observations",
+            "domain_config.model=guidedmarl_domains.mpe:SpreadModel",
+            *(f"domain_config.heuristics.{k}=guidedmarl_domains.mpe:{v}" for k, v in RULES.items()),
+            "ppo.learning_rate=7e-4", "ppo.update_epochs=10", "ppo.num_minibatches=1", "ppo.hidden=[64,64]",
+            "eval.every=10", "eval.validation_scenarios=20"]  # fmt: skip
+    args = ["guidedmarl", "run", "--domain", "pettingzoo:mpe2.simple_spread_v3", "--algo", algo, "--episodes",
+            str(updates), "--envs", str(envs), "--seed", str(seed), "--threads", "1", "--quiet", "--out", str(out)]  # fmt: skip
+    return args + [x for s in sets for x in ("--set", s)]
+
+
+def run_grid(out: Path, jobs: int) -> None:
+    cells = [(a, n, s, g["updates"], g["envs"], out / f"n{n}" / f"{a}-s{s}")
+             for s in SEEDS for n, g in GRID.items() for a in g["algos"]]  # fmt: skip
+    todo = [c for c in cells if not (c[-1] / "summary.json").is_file()]
+
+    def one(cell: tuple) -> str:
+        cell[-1].parent.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(command(*cell), capture_output=True, text=True)
+        if result.returncode != 0:
+            return f"FAILED {cell[-1]}: {result.stderr.strip()[-400:]}"
+        return f"done {cell[-1]}"
+
+    print(f"{len(todo)} of {len(cells)} cells to run")
+    with ThreadPoolExecutor(jobs) as pool:
+        for line in pool.map(one, todo):
+            print(line, flush=True)
+
+
+def _first_step_at(rows: list[dict], per_update: int, level: float) -> float | None:
+    """Environment steps at the first evaluation whose test reward reaches ``level``."""
+    for r in rows:
+        if "eval/test_reward" in r and r["eval/test_reward"] >= level:
+            return r["episode"] * per_update
+    return None
+
+
+def summarise(root: Path) -> dict:
+    out: dict = {}
+    for n_dir in sorted(root.glob("n*")):
+        n = int(n_dir.name[1:])
+        cell: dict = {}
+        for run in sorted(p for p in n_dir.iterdir() if (p / "summary.json").is_file()):
+            algo = run.name.rsplit("-s", 1)[0]
+            summary = json.loads((run / "summary.json").read_text())
+            cfg_envs = GRID[n]["envs"] if n in GRID else 1
+            rows = read_metrics(run / "metrics.json")
+            entry = cell.setdefault(algo, {"best": [], "final": [], "steps": [], "seconds": [], "to_nearest": []})
+            entry["best"].append(summary["best_test_reward"])
+            entry["final"].append(summary["final_test_reward"])
+            entry["steps"].append(rows[-1]["episode"] * cfg_envs * HORIZON)
+            entry["seconds"].append(summary.get("seconds", float("nan")))
+            entry["to_nearest"].append(_first_step_at(rows, cfg_envs * HORIZON, summary["baselines"]["nearest_landmark"]))
+            cell["_baselines"] = summary["baselines"]
+            cell["_initial"] = summary["initial_test_reward"]
+        out[n] = cell
+    return out
+
+
+def _pm(values: list[float]) -> str:
+    v = np.array(values, dtype=float)
+    return f"{v.mean():.1f} ± {v.std():.1f}" if len(v) > 1 else f"{v.mean():.1f}"
+
+
+def table(stats: dict) -> str:
+    lines = ["| N | learner | runs | env steps | best (validation-chosen) test | final test | first eval at or above nearest-landmark |",
+             "|---:|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for n, cell in stats.items():
+        for algo, e in ((k, v) for k, v in cell.items() if not k.startswith("_")):
+            reached = [s for s in e["to_nearest"] if s is not None]
+            when = f"{len(reached)}/{len(e['to_nearest'])} runs" + (f", median {int(np.median(reached)):,} steps" if reached else "")
+            lines.append(f"| {n} | {algo} | {len(e['best'])} | {int(e['steps'][0]):,} | {_pm(e['best'])} | {_pm(e['final'])} | {when} |")
+        b = cell["_baselines"]
+        lines.append(f"| {n} | initial policy / random / nearest landmark / assignment | | | {cell['_initial']:.1f} / "
+                     f"{b['random']:.1f} / {b['nearest_landmark']:.1f} / {b['assignment']:.1f} | | |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plots(root: Path, stats: dict, img: Path) -> None:
+    for n, cell in stats.items():
+        b = cell["_baselines"]
+        lines = [f"--line={a.upper()}={root}/n{n}/{a}-s*" for a in cell if not a.startswith("_")]
+        hlines = [f"--hline={k.replace('_', ' ')}={v:.1f}" for k, v in b.items()]
+        script = Path(__file__).with_name("plot_env_steps.py")
+        subprocess.run([sys.executable, str(script), "--out", str(img / f"mpe_spread_n{n}.png"), *lines, *hlines,
+                        "--title", f"simple_spread, N = {n}: test reward against environment steps (3 seeds, min-max band)"],
+                       check=True)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train the grid")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--jobs", type=int, default=2)
+    t = sub.add_parser("table", help="table, JSON and plots from the run folders")
+    t.add_argument("root", type=Path)
+    t.add_argument("--img", type=Path, default=None)
+    args = parser.parse_args()
+    if args.cmd == "run":
+        run_grid(args.out, args.jobs)
+        return
+    stats = summarise(args.root)
+    (args.root / "mpe_spread.json").write_text(json.dumps(stats, indent=1))
+    print(table(stats))
+    if args.img is not None:
+        plots(args.root, stats, args.img)
+
+
+if __name__ == "__main__":
+    main()
