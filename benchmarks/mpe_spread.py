@@ -27,13 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from guidedmarl.loggers import read_metrics
 
 HORIZON = 25
-GRID = {3: {"updates": 125, "envs": 32, "algos": ("dgpg", "mappo", "ippo")},
-        10: {"updates": 40, "envs": 16, "algos": ("dgpg", "mappo", "ippo")}}  # fmt: skip
-SEEDS = (0, 1, 2)
+GRID = {"n3": {"n": 3, "updates": 125, "envs": 32, "algos": ("dgpg", "mappo", "ippo"), "seeds": (0, 1, 2)},
+        "n10": {"n": 10, "updates": 40, "envs": 16, "algos": ("dgpg", "mappo", "ippo"), "seeds": (0, 1, 2)},
+        # the MAPPO paper's batch (128 environments per update), 5x the budget, one seed each
+        "n3-e128": {"n": 3, "updates": 157, "envs": 128, "algos": ("dgpg", "mappo"), "seeds": (0,)}}  # fmt: skip
 RULES = {"random": "RandomRule", "nearest_landmark": "NearestLandmarkRule", "assignment": "AssignmentRule"}
 
 
@@ -49,10 +51,15 @@ def command(algo: str, n: int, seed: int, updates: int, envs: int, out: Path) ->
     return args + [x for s in sets for x in ("--set", s)]
 
 
+def _summary(run: Path) -> dict:
+    path = run / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def run_grid(out: Path, jobs: int) -> None:
-    cells = [(a, n, s, g["updates"], g["envs"], out / f"n{n}" / f"{a}-s{s}")
-             for s in SEEDS for n, g in GRID.items() for a in g["algos"]]  # fmt: skip
-    todo = [c for c in cells if not (c[-1] / "summary.json").is_file()]
+    cells = [(a, g["n"], s, g["updates"], g["envs"], out / name / f"{a}-s{s}")
+             for name, g in GRID.items() for s in g["seeds"] for a in g["algos"]]  # fmt: skip
+    todo = [c for c in cells if "best_test_reward" not in _summary(c[-1])]
 
     def one(cell: tuple) -> str:
         cell[-1].parent.mkdir(parents=True, exist_ok=True)
@@ -77,23 +84,28 @@ def _first_step_at(rows: list[dict], per_update: int, level: float) -> float | N
 
 def summarise(root: Path) -> dict:
     out: dict = {}
-    for n_dir in sorted(root.glob("n*")):
-        n = int(n_dir.name[1:])
+    for n_dir in sorted((p for p in root.glob("n*") if p.is_dir()), key=lambda p: (int(p.name[1:].split("-")[0]), p.name)):
         cell: dict = {}
         for run in sorted(p for p in n_dir.iterdir() if (p / "summary.json").is_file()):
             algo = run.name.rsplit("-s", 1)[0]
             summary = json.loads((run / "summary.json").read_text())
-            cfg_envs = GRID[n]["envs"] if n in GRID else 1
+            if "best_test_reward" not in summary:  # still running
+                continue
+            config = yaml.safe_load((run / "config.yaml").read_text())
+            cfg_envs, n = int(config["envs"]), int(summary["agents"])
+            cell["_n"], cell["_envs"] = n, cfg_envs
             rows = read_metrics(run / "metrics.json")
-            entry = cell.setdefault(algo, {"best": [], "final": [], "steps": [], "seconds": [], "to_nearest": []})
+            entry = cell.setdefault(algo, {"best": [], "final": [], "steps": [], "seconds": [], "to_random": [], "to_nearest": []})
             entry["best"].append(summary["best_test_reward"])
             entry["final"].append(summary["final_test_reward"])
             entry["steps"].append(rows[-1]["episode"] * cfg_envs * HORIZON)
             entry["seconds"].append(summary.get("seconds", float("nan")))
+            entry["to_random"].append(_first_step_at(rows, cfg_envs * HORIZON, summary["baselines"]["random"]))
             entry["to_nearest"].append(_first_step_at(rows, cfg_envs * HORIZON, summary["baselines"]["nearest_landmark"]))
             cell["_baselines"] = summary["baselines"]
             cell["_initial"] = summary["initial_test_reward"]
-        out[n] = cell
+        if "_n" in cell:
+            out[n_dir.name] = cell
     return out
 
 
@@ -102,28 +114,34 @@ def _pm(values: list[float]) -> str:
     return f"{v.mean():.1f} ± {v.std():.1f}" if len(v) > 1 else f"{v.mean():.1f}"
 
 
+def _reached(steps: list[float | None]) -> str:
+    """'k/n runs, median S steps': how many runs reached a level at an evaluation, and when."""
+    hit = [s for s in steps if s is not None]
+    return f"{len(hit)}/{len(steps)} runs" + (f", median {int(np.median(hit)):,} steps" if hit else "")
+
+
 def table(stats: dict) -> str:
-    lines = ["| N | learner | runs | env steps | best (validation-chosen) test | final test | first eval at or above nearest-landmark |",
-             "|---:|---|---:|---:|---:|---:|---|"]  # fmt: skip
-    for n, cell in stats.items():
+    lines = ["| N | envs per update | learner | runs | env steps | best (validation-chosen) test | final test | reached random rule | reached nearest-landmark rule |",
+             "|---:|---:|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
+    for cell in stats.values():
+        n = cell["_n"]
         for algo, e in ((k, v) for k, v in cell.items() if not k.startswith("_")):
-            reached = [s for s in e["to_nearest"] if s is not None]
-            when = f"{len(reached)}/{len(e['to_nearest'])} runs" + (f", median {int(np.median(reached)):,} steps" if reached else "")
-            lines.append(f"| {n} | {algo} | {len(e['best'])} | {int(e['steps'][0]):,} | {_pm(e['best'])} | {_pm(e['final'])} | {when} |")
+            lines.append(f"| {n} | {cell['_envs']} | {algo} | {len(e['best'])} | {int(e['steps'][0]):,} | {_pm(e['best'])} | {_pm(e['final'])} "
+                         f"| {_reached(e['to_random'])} | {_reached(e['to_nearest'])} |")  # fmt: skip
         b = cell["_baselines"]
-        lines.append(f"| {n} | initial policy / random / nearest landmark / assignment | | | {cell['_initial']:.1f} / "
-                     f"{b['random']:.1f} / {b['nearest_landmark']:.1f} / {b['assignment']:.1f} | | |")  # fmt: skip
+        lines.append(f"| {n} | | initial policy / random / nearest landmark / assignment | | | {cell['_initial']:.1f} / "
+                     f"{b['random']:.1f} / {b['nearest_landmark']:.1f} / {b['assignment']:.1f} | | | |")  # fmt: skip
     return "\n".join(lines)
 
 
 def plots(root: Path, stats: dict, img: Path) -> None:
-    for n, cell in stats.items():
-        b = cell["_baselines"]
-        lines = [f"--line={a.upper()}={root}/n{n}/{a}-s*" for a in cell if not a.startswith("_")]
+    for name, cell in stats.items():
+        b, n = cell["_baselines"], cell["_n"]
+        lines = [f"--line={a.upper()}={root}/{name}/{a}-s*" for a in cell if not a.startswith("_")]
         hlines = [f"--hline={k.replace('_', ' ')}={v:.1f}" for k, v in b.items()]
         script = Path(__file__).with_name("plot_env_steps.py")
-        subprocess.run([sys.executable, str(script), "--out", str(img / f"mpe_spread_n{n}.png"), *lines, *hlines,
-                        "--title", f"simple_spread, N = {n}: test reward against environment steps (3 seeds, min-max band)"],
+        subprocess.run([sys.executable, str(script), "--out", str(img / f"mpe_spread_{name}.png"), *lines, *hlines, "--scale", "linear",
+                        "--title", f"simple_spread, N = {n}, {cell['_envs']} environments per update: test reward against environment steps"],
                        check=True)  # fmt: skip
 
 

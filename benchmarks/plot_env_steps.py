@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--line", action="append", default=[], help="LABEL=GLOB of run folders")
     parser.add_argument("--hline", action="append", default=[], help="LABEL=VALUE, a heuristic's test reward")
     parser.add_argument("--title", default="")
+    parser.add_argument("--scale", choices=("symlog", "linear"), default="symlog", help="both axes (symlog: long ranges)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     fig, ax = plt.subplots(figsize=(8.5, 4.2))
@@ -60,9 +61,10 @@ def main() -> None:
     for k, spec in enumerate(args.hline):
         label, value = spec.split("=", 1)
         ax.axhline(float(value), ls="--", lw=1, color=f"C{len(args.line) + k}", label=label)
-    ax.set_xscale("symlog", linthresh=100)
+    if args.scale == "symlog":
+        ax.set_xscale("symlog", linthresh=100)
+        ax.set_yscale("symlog", linthresh=100)
     ax.set_xlim(left=0)
-    ax.set_yscale("symlog", linthresh=100)
     ax.set_xlabel("environment steps (updates x environments x horizon)")
     ax.set_ylabel("test reward (40 held-out scenarios)")
     ax.set_title(args.title, fontsize=10)

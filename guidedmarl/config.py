@@ -53,6 +53,12 @@ class PPOConfig(_Strict):
         "'auto' (option_scorer where the environment declares option features, else mlp)",
     )
     value_normalization: bool = Field(True, description="critic learns standardised returns (running statistics)")
+    chunk_samples: int = Field(
+        262_144, ge=1, le=1 << 30,
+        description="most agent-samples one forward/backward pass holds; a larger minibatch is split into chunks "
+        "whose gradients add up to the minibatch's (memory per update stays flat at large N; below it the "
+        "update is one pass, as before)",
+    )  # fmt: skip
 
 
 LEGACY_GUIDANCE_KEYS = {"alpha": "alpha", "scaling": "scaling", "surrogate": "surrogate"}

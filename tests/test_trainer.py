@@ -147,3 +147,29 @@ def test_update_on_active_samples_equals_the_masked_update() -> None:
         trainer_module.Trainer._policy_samples = original
     for (name, a), (_, b) in zip(packed.actor.named_parameters(), dense.actor.named_parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize(("algo", "shared"), [("dgpg", True), ("ippo", True), ("mappo", False)])
+def test_a_chunked_update_equals_the_whole_minibatch_update(algo: str, shared: bool, monkeypatch) -> None:
+    """Splitting each minibatch into chunks of at most ``ppo.chunk_samples`` agent-samples and
+    adding their gradients gives the same update as one pass: train one episode both ways from
+    the same start (cloud; shared weights count active samples, per-agent weights all of them;
+    IPPO's value is per agent) and compare the parameters and the metrics."""
+    base = {"domain": "cloud", "algo": algo, "agents": 12, "episodes": 1, "seed": 3, "threads": 1,
+            "ppo": {"shared_parameters": shared, "num_minibatches": 2}}  # fmt: skip
+    domain, whole = build(RunConfig(**base))
+    seeds = domain.train_seeds(0, 1, 3)
+    whole_metrics = whole.train_episode(seeds)
+    _, chunked = build(RunConfig(**{**base, "ppo": {**base["ppo"], "chunk_samples": 40}}))  # 100 steps x 12 agents / 2 >> 40
+    calls = []
+    real = type(chunked)._minibatch_backward
+    monkeypatch.setattr(type(chunked), "_minibatch_backward", lambda self, mb, *a, **k: calls.append(k) or real(self, mb, *a, **k))
+    chunked_metrics = chunked.train_episode(seeds)
+    minibatches = chunked.ppo.update_epochs * 2
+    assert len(calls) > 3 * minibatches and all(k.get("combine") for k in calls)  # every minibatch was split
+    for module in ("actor", "critic"):
+        for (name, a), (_, b) in zip(getattr(whole, module).named_parameters(), getattr(chunked, module).named_parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"{module}.{name}")
+    for key in ("train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl", "train/clipfrac",
+                "train/explained_variance"):  # fmt: skip
+        assert chunked_metrics[key] == pytest.approx(whole_metrics[key], rel=1e-3, abs=1e-5), key

@@ -345,52 +345,87 @@ class Trainer:
         for _ in range(ppo.update_epochs):
             order = torch.randperm(rows, generator=self.shuffle).to(self.device)  # CPU generator: same order on every device
             for start in range(0, rows, mb_size):
-                idx = order[start : start + mb_size]
-                mb = {k: v[idx] for k, v in flat.items()}
-                obs, actions, old_logp, adv, weight = self._policy_samples(mb)
-                if obs.numel() == 0:  # no active agent in this minibatch: value loss only
-                    log_ratio = ratio = pg_loss = entropy = adv.new_zeros(())
-                else:
-                    mask = mb.get("action_mask")
-                    if mask is not None and self.ppo.shared_parameters:
-                        mask = mask[mb["active"]]
-                    dist = self.actor.distribution(obs, mask)
-                    log_ratio = self.actor.log_prob(dist, actions) - old_logp
-                    ratio = log_ratio.exp()
-                    surrogate = torch.max(-adv * ratio, -adv * ratio.clamp(1 - ppo.clip_coef, 1 + ppo.clip_coef))
-                    pg_loss = _weighted_mean(surrogate, weight)
-                    entropy = _weighted_mean(self.actor.entropy(dist), weight)
-                value = self.critic(self._critic_inputs(mb))
-                v_loss = 0.5 * (value - mb["target"]).square().mean()
-                loss = pg_loss - ppo.entropy_coef * entropy + ppo.value_coef * v_loss
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"PPO loss became {loss.item()} (policy {pg_loss.item()}, value {v_loss.item()}); "
-                        "lower ppo.learning_rate or check the environment's rewards"
-                    )
+                mb = {k: v[order[start : start + mb_size]] for k, v in flat.items()}
                 self.optimizer.zero_grad()
-                loss.backward()
+                samples = int(mb["active"].sum()) if ppo.shared_parameters else mb["active"].numel()
+                if samples <= ppo.chunk_samples:
+                    losses = self._minibatch_backward(mb, 1.0, 1.0)
+                else:  # split the rows; each chunk's gradient is its share of the minibatch's
+                    step = max(1, mb["active"].shape[0] * ppo.chunk_samples // samples)
+                    totals = self._minibatch_totals(mb)
+                    parts = [self._minibatch_backward({k: v[i : i + step] for k, v in mb.items()}, *totals, combine=True)
+                             for i in range(0, mb["active"].shape[0], step)]  # fmt: skip
+                    losses = {k: sum(p[k] for p in parts) for k in parts[0]}
                 grad_norm = nn.utils.clip_grad_norm_(
                     list(self.actor.parameters()) + list(self.critic.parameters()), ppo.max_grad_norm
                 )
                 if not torch.isfinite(grad_norm):  # checked before the step: a NaN never reaches the weights
                     raise TrainingError(
-                        f"the gradient norm is {grad_norm.item()} (a finite loss {loss.item():.4g} gave a non-finite "
+                        f"the gradient norm is {grad_norm.item()} (a finite loss {losses['loss']:.4g} gave a non-finite "
                         "gradient); the optimiser step was not taken"
                     )
                 self.optimizer.step()
-                with torch.no_grad():
-                    stats["policy_loss"].append(pg_loss.item())
-                    stats["value_loss"].append(v_loss.item())
-                    stats["entropy"].append(entropy.item())
-                    stats["approx_kl"].append(_weighted_mean((ratio - 1) - log_ratio, weight).item())
-                    clipped = ((ratio - 1.0).abs() > ppo.clip_coef).to(ratio.dtype)
-                    stats["clipfrac"].append(_weighted_mean(clipped, weight).item())
+                for key in stats:
+                    stats[key].append(losses[key])
         metrics = {k: sum(v) / len(v) for k, v in stats.items()}
         with torch.no_grad():
-            pred = self.value_norm.denormalize(self.critic(self._critic_inputs(flat)))
+            step = max(1, rows * ppo.chunk_samples // max(1, flat["active"].numel()))
+            pred = torch.cat([self.value_norm.denormalize(self.critic(self._critic_inputs({k: v[i : i + step] for k, v in flat.items()})))
+                              for i in range(0, rows, step)])  # fmt: skip
             metrics["explained_variance"] = explained_variance(pred.flatten(), returns.reshape(rows, -1).flatten())
         return metrics
+
+    def _minibatch_totals(self, mb: dict[str, Tensor]) -> tuple[float, float]:
+        """(policy-loss normaliser, value-loss normaliser) of a whole minibatch: what each chunk's
+        sums are divided by, so that the chunks' gradients add up to the minibatch's."""
+        policy = float(mb["active"].sum()) if self.ppo.shared_parameters else float(mb["active"].sum().clamp_min(1))
+        return max(policy, 1.0), float(mb["target"].numel())
+
+    def _minibatch_backward(self, mb: dict[str, Tensor], policy_total: float, value_total: float,
+                            combine: bool = False) -> dict[str, float]:  # fmt: skip
+        """Backward of the PPO loss on ``mb`` (accumulated into the parameters' gradients); its parts.
+
+        ``combine=False``: ``mb`` is the whole minibatch and the losses are its means (the
+        normalisers are ignored). ``combine=True``: ``mb`` is a chunk of it; the losses are the
+        chunk's sums divided by the minibatch's normalisers (:meth:`_minibatch_totals`), so the
+        chunks' losses and gradients add up to the minibatch's.
+        """
+        ppo = self.ppo
+        obs, actions, old_logp, adv, weight = self._policy_samples(mb)
+
+        def mean(values: Tensor, w: Tensor | None, total: float) -> Tensor:
+            if not combine:
+                return _weighted_mean(values, w)
+            return (values.sum() if w is None else (values * w).sum()) / total
+
+        if obs.numel() == 0:  # no active agent here: value loss only (ratio 1: no KL, nothing clipped)
+            log_ratio = pg_loss = entropy = adv.new_zeros(())
+            ratio = adv.new_ones(())
+        else:
+            mask = mb.get("action_mask")
+            if mask is not None and ppo.shared_parameters:
+                mask = mask[mb["active"]]
+            dist = self.actor.distribution(obs, mask)
+            log_ratio = self.actor.log_prob(dist, actions) - old_logp
+            ratio = log_ratio.exp()
+            surrogate = torch.max(-adv * ratio, -adv * ratio.clamp(1 - ppo.clip_coef, 1 + ppo.clip_coef))
+            pg_loss = mean(surrogate, weight, policy_total)
+            entropy = mean(self.actor.entropy(dist), weight, policy_total)
+        value = self.critic(self._critic_inputs(mb))
+        v_sq = (value - mb["target"]).square()
+        v_loss = 0.5 * (v_sq.sum() / value_total if combine else v_sq.mean())
+        loss = pg_loss - ppo.entropy_coef * entropy + ppo.value_coef * v_loss
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"PPO loss became {loss.item()} (policy {pg_loss.item()}, value {v_loss.item()}); "
+                "lower ppo.learning_rate or check the environment's rewards"
+            )
+        loss.backward()
+        with torch.no_grad():
+            clipped = ((ratio - 1.0).abs() > ppo.clip_coef).to(ratio.dtype)
+            return {"loss": loss.item(), "policy_loss": pg_loss.item(), "value_loss": v_loss.item(),
+                    "entropy": entropy.item(), "approx_kl": mean((ratio - 1) - log_ratio, weight, policy_total).item(),
+                    "clipfrac": mean(clipped, weight, policy_total).item()}  # fmt: skip
 
     def train_episode(self, seeds: list[int]) -> dict[str, float]:
         """Collect one episode per environment and update once; returns the episode's metrics.
