@@ -7,6 +7,8 @@ table, a JSON of every figure and the curves against environment steps::
     python benchmarks/mpe_spread.py run --out runs/mpe --jobs 2
     python benchmarks/mpe_spread.py table runs/mpe --img docs/img/mpe
 
+``run`` skips cells whose folder already holds a finished run, so an interrupted grid resumes.
+
 Settings shared by every learner (nothing tuned per learner): PPO with learning rate 7e-4,
 10 epochs, one minibatch, hidden [64, 64] (the MAPPO paper's MPE choices), 25-step episodes,
 the critic's state = the agents' observations concatenated (what MPE's ``state()`` returns),
@@ -95,23 +97,28 @@ def summarise(root: Path) -> dict:
             cfg_envs, n = int(config["envs"]), int(summary["agents"])
             cell["_n"], cell["_envs"] = n, cfg_envs
             rows = read_metrics(run / "metrics.json")
-            entry = cell.setdefault(algo, {"best": [], "final": [], "steps": [], "seconds": [], "to_random": [], "to_nearest": []})
+            entry = cell.setdefault(algo, {"best": [], "final": [], "final_sampled": [], "steps": [], "seconds": [],
+                                           "to_random": [], "to_nearest": []})  # fmt: skip
             entry["best"].append(summary["best_test_reward"])
             entry["final"].append(summary["final_test_reward"])
+            entry["final_sampled"].append(summary["final_test_reward_other_mode"])
             entry["steps"].append(rows[-1]["episode"] * cfg_envs * HORIZON)
             entry["seconds"].append(summary.get("seconds", float("nan")))
             entry["to_random"].append(_first_step_at(rows, cfg_envs * HORIZON, summary["baselines"]["random"]))
             entry["to_nearest"].append(_first_step_at(rows, cfg_envs * HORIZON, summary["baselines"]["nearest_landmark"]))
-            cell["_baselines"] = summary["baselines"]
-            cell["_initial"] = summary["initial_test_reward"]
+            for name, value in summary["baselines"].items():  # the random rule is seeded with the run's seed
+                cell.setdefault("_baselines_runs", {}).setdefault(name, []).append(value)
+            cell.setdefault("_initial_runs", []).append(summary["initial_test_reward"])
         if "_n" in cell:
+            cell["_baselines"] = {k: float(np.mean(v)) for k, v in cell["_baselines_runs"].items()}
+            cell["_initial"] = float(np.mean(cell["_initial_runs"]))
             out[n_dir.name] = cell
     return out
 
 
 def _pm(values: list[float]) -> str:
     v = np.array(values, dtype=float)
-    return f"{v.mean():.1f} ± {v.std():.1f}" if len(v) > 1 else f"{v.mean():.1f}"
+    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"  # sample std over seeds
 
 
 def _reached(steps: list[float | None]) -> str:
@@ -121,16 +128,16 @@ def _reached(steps: list[float | None]) -> str:
 
 
 def table(stats: dict) -> str:
-    lines = ["| N | envs per update | learner | runs | env steps | best (validation-chosen) test | final test | reached random rule | reached nearest-landmark rule |",
-             "|---:|---:|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
+    lines = ["| N | envs per update | learner | runs | env steps | best (validation-chosen) | final | final, sampled | reached random rule | reached nearest-landmark rule |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]  # fmt: skip
     for cell in stats.values():
         n = cell["_n"]
         for algo, e in ((k, v) for k, v in cell.items() if not k.startswith("_")):
             lines.append(f"| {n} | {cell['_envs']} | {algo} | {len(e['best'])} | {int(e['steps'][0]):,} | {_pm(e['best'])} | {_pm(e['final'])} "
-                         f"| {_reached(e['to_random'])} | {_reached(e['to_nearest'])} |")  # fmt: skip
+                         f"| {_pm(e['final_sampled'])} | {_reached(e['to_random'])} | {_reached(e['to_nearest'])} |")  # fmt: skip
         b = cell["_baselines"]
-        lines.append(f"| {n} | | initial policy / random / nearest landmark / assignment | | | {cell['_initial']:.1f} / "
-                     f"{b['random']:.1f} / {b['nearest_landmark']:.1f} / {b['assignment']:.1f} | | | |")  # fmt: skip
+        lines.append(f"| {n} | | initial policy / random / nearest landmark / assignment (mean over the runs' seeds) | | | "
+                     f"{cell['_initial']:.1f} / {b['random']:.1f} / {b['nearest_landmark']:.1f} / {b['assignment']:.1f} | | | | |")  # fmt: skip
     return "\n".join(lines)
 
 
