@@ -86,6 +86,7 @@ def test_scale_study_with_two_local_workers_matches_the_sequential_one(tmp_path:
     assert "--workers 2" in (tmp_path / "par" / "command.txt").read_text()
 
 
+@pytest.mark.slow  # starting Ray costs about 40 s; the two-process test above covers the backend's contract
 def test_scale_study_on_a_real_local_ray_instance(tmp_path: Path) -> None:
     pytest.importorskip("ray", reason="Ray is an optional extra (pip install -e '.[ray]'); the dev extra includes it")
     out = tmp_path / "ray"

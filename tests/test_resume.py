@@ -140,7 +140,10 @@ elif PHASE == "checkpoint":
 """
 
 
-@pytest.mark.parametrize("phase", ["rollout", "update", "evaluation", "checkpoint"])
+# the checkpoint write is the phase whose interruption matters most (files half written); the
+# other three phases take about a minute together and run with `pytest -m slow`
+@pytest.mark.parametrize("phase", [pytest.param(p, marks=pytest.mark.slow) for p in ("rollout", "update", "evaluation")]
+                         + ["checkpoint"])  # fmt: skip
 def test_sigkill_during_each_phase_leaves_complete_files_and_resumes(
     tmp_path: Path, reference: Path, phase: str
 ) -> None:
