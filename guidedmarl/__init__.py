@@ -14,7 +14,12 @@ command line's ``--help`` stay fast, and :mod:`guidedmarl.errors` can be used wi
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# Idle OpenMP threads sleep instead of spinning (guidedmarl.runtime says why); a value the
+# user set wins. OpenMP reads it once, when torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

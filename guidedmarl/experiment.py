@@ -51,6 +51,7 @@ from guidedmarl.loggers import make_loggers
 from guidedmarl.memory import MemoryEstimate, available_bytes, check_memory, estimate_run_memory
 from guidedmarl.rundir import CHECKPOINT, CONFIG, prepare_out, provenance, record_session, run_status, write_status
 from guidedmarl.training import rng
+from guidedmarl.runtime import keep_freed_memory
 from guidedmarl.training.networks import OptionScorer
 from guidedmarl.training.trainer import Trainer
 
@@ -81,6 +82,7 @@ def check_device(config: RunConfig) -> None:
 def build(config: RunConfig) -> tuple[Domain, Trainer]:
     """Domain and trainer for a configuration (seeds the global generators first)."""
     seed_everything(config.seed)
+    keep_freed_memory()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     domain = get_domain(config.domain).from_config(config.agents, config.domain_config, config.device)

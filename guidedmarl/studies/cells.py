@@ -335,6 +335,9 @@ def evaluate_heuristics_cell(spec: CellSpec, folder: Path) -> dict[str, Any]:
     from guidedmarl.domain import get_domain
     from guidedmarl.evaluation import evaluate_heuristic
 
+    from guidedmarl.runtime import keep_freed_memory
+
+    keep_freed_memory()
     inputs, threads = spec.inputs, spec.runtime.get("threads")
     if threads is not None:
         torch.set_num_threads(int(threads))
