@@ -141,6 +141,8 @@ class CloudEnv(MultiAgentVecEnv):
             candidates=self.candidates,
             demand=torch.stack([jobs.cpu, jobs.mem], dim=-1),
             offered=sc.offered_load[:, self._index()],
+            episode_offered=sc.offered_load,
+            step=self._index(),
         )
 
     def mean_field(self, actions: Tensor, active: Tensor) -> Tensor:

@@ -64,6 +64,13 @@ class CloudContext:
         candidates: ``[N, K]`` long, each agent's candidate servers.
         demand: ``[E, N, 2]`` (vCPU, GiB) of each agent's job, 0 for agents without a job.
         offered: ``[E, 2]`` offered load (vCPU, GiB) of the scenario at this step.
+        episode_offered: ``[E, S, 2]`` the offered load of every step of the episode (the
+            environment passes the same tensor object at every step of an episode), or None.
+        step: index of this step in ``episode_offered`` (its ``[:, step]`` is ``offered``).
+
+    The offered load is exogenous (the scenario's, not the agents'), so the reference of every
+    step can be solved in one batched call per episode: :class:`CloudModel` does so when
+    ``episode_offered`` is given and reuses it for the episode's other steps.
     """
 
     committed: Tensor
@@ -71,6 +78,8 @@ class CloudContext:
     candidates: Tensor
     demand: Tensor
     offered: Tensor
+    episode_offered: Tensor | None = None
+    step: int = 0
 
 
 class CloudModel(AnalyticalModel):
@@ -112,6 +121,7 @@ class CloudModel(AnalyticalModel):
         self.component_weights = component_weights
         self.distance_weight = distance_weight
         self.packing_weight = packing_weight
+        self._episode_reference: tuple[Tensor, Tensor, Tensor] | None = None
 
     def potential_terms(self, x: Tensor, x_ref: Tensor) -> Tensor:
         terms = 0.5 * self.distance_weight * (x - x_ref).square()
@@ -146,17 +156,31 @@ class CloudModel(AnalyticalModel):
         return (load / context.capacity.to(actions.dtype)).reshape(e, m * 2)
 
     def reference_state(self, context: CloudContext) -> Tensor:
-        cap = context.capacity.to(torch.float64).T  # [2, M]
-        e, m = context.offered.shape[0], cap.shape[1]
+        episode = context.episode_offered
+        if episode is None or context.offered.requires_grad or not torch.equal(context.offered, episode[:, context.step]):
+            return self._reference_of(context.offered, context.capacity, context.demand.dtype)
+        # One solve for the whole episode. The cache holds the episode's tensor itself, so an
+        # identity match cannot be a later tensor that reuses freed memory.
+        cache = self._episode_reference
+        if cache is None or cache[0] is not episode or cache[1] is not context.capacity:
+            e, steps, _ = episode.shape
+            x_ref = self._reference_of(episode.reshape(e * steps, 2), context.capacity, context.demand.dtype)
+            cache = self._episode_reference = (episode, context.capacity, x_ref.reshape(e, steps, -1))
+        return cache[2][:, context.step]
+
+    def _reference_of(self, offered: Tensor, capacity: Tensor, dtype: torch.dtype) -> Tensor:
+        """x_ref ``[B, 2M]`` for ``[B, 2]`` offered loads on servers of ``capacity`` ``[M, 2]``."""
+        cap = capacity.to(torch.float64).T  # [2, M]
+        e, m = offered.shape[0], cap.shape[1]
         c = cap.unsqueeze(0).expand(e, 2, m).reshape(e * 2, m)
         b = self.eta * (cap.min(dim=1, keepdim=True).values / cap).sqrt()
         b = b.unsqueeze(0).expand(e, 2, m).reshape(e * 2, m)
         upper = self.max_utilisation * c
         # offered load above the fleet's bound is unreachable: the reference is then "full"
-        total = context.offered.to(torch.float64).reshape(e * 2).clamp(max=upper.sum(1) * (1 - 1e-9))
+        total = offered.to(torch.float64).reshape(e * 2).clamp(max=upper.sum(1) * (1 - 1e-9))
         load = self.layer(c, b, total, torch.zeros_like(c), upper)
         util = (load / c).reshape(e, 2, m).transpose(1, 2)  # [E, M, 2]
-        return util.reshape(e, m * 2).to(context.demand.dtype)
+        return util.reshape(e, m * 2).to(dtype)
 
     def influence(self, actions: Tensor, context: CloudContext) -> SparseInfluence:
         e, n = actions.shape

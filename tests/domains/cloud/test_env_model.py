@@ -631,3 +631,29 @@ def test_a_repeated_reset_restores_the_same_state_and_trajectory() -> None:
     for run in (second, third, fourth):
         assert all(torch.equal(a, b) for a, b in zip(first, run))
     assert not torch.equal(first[0], other[0])
+
+
+def test_the_episode_reference_is_solved_once_and_equals_the_per_step_reference() -> None:
+    """One batched solve per episode (the offered load is the scenario's), bit-identical to
+    solving each step apart; a new episode, a changed offered load or a context without the
+    episode's loads take the per-step path."""
+    domain = CloudDomain.from_config(30, {"horizon": 8, "warmup": 3})
+    env, model = domain.make_env(2), domain.make_model()
+    calls = []
+    solve = model.layer.forward
+    model.layer.forward = lambda *a, **k: calls.append(a[0].shape[0]) or solve(*a, **k)  # type: ignore[method-assign]
+    for episode in range(2):
+        env.reset(domain.train_seeds(episode, 2, 0))
+        before = len(calls)
+        for _ in range(env.spec.horizon):
+            ctx = env.model_context()
+            batched = model.reference(ctx)
+            alone = model.reference(dataclasses.replace(ctx, episode_offered=None))
+            assert torch.equal(batched, alone)
+            hot = dataclasses.replace(ctx, offered=ctx.offered * 1.5)  # not the episode's load: solved apart
+            assert torch.equal(model.reference(hot), model.reference(dataclasses.replace(hot, episode_offered=None)))
+            env.step(torch.zeros(2, 30, dtype=torch.long))
+        steps = env.scenario.offered_load.shape[1]
+        # per step: the plain and the changed context; once per episode: every step of the scenario
+        assert calls[before:].count(2 * 2 * steps) == 1
+        assert len(calls[before:]) == 1 + 3 * env.spec.horizon
