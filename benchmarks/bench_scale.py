@@ -28,6 +28,7 @@ time_per_episode.png (log-log, fitted exponent from N = 100 up in the legend).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -336,10 +337,12 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def write_outputs(out: Path, rows: list[dict[str, Any]], info: dict[str, Any], command: str, wall: float) -> None:
-    from guidedmarl.experiment import write_csv
-
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "bench.csv", rows)
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with open(out / "bench.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
     exps: dict[str, dict[str, float | None]] = {}
     for dom in sorted({r["domain"] for r in rows if "error" not in r}):
         ok = [r for r in rows if r["domain"] == dom and "error" not in r]

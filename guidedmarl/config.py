@@ -83,6 +83,11 @@ class EvalConfig(_Strict):
         "(None: Domain.greedy_evaluation)",
     )
     heuristics: bool = Field(True, description="evaluate the domain's heuristics on the test set")
+    heuristics_cache: bool = Field(
+        True,
+        description="read the heuristics' test results from the disk cache when an earlier run computed them "
+        "for the same domain settings, N, seeds and code (guidedmarl.heuristic_cache; GUIDEDMARL_CACHE_DIR)",
+    )
 
 
 class RunConfig(_Strict):

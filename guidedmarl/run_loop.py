@@ -23,6 +23,7 @@ from guidedmarl.config import RunConfig
 from guidedmarl.domain import Domain
 from guidedmarl.errors import GuidedMarlError
 from guidedmarl.evaluation import EvalResult, evaluate_heuristic, run_policy
+from guidedmarl.heuristic_cache import cached_heuristics, code_fingerprint
 from guidedmarl.learners import preset_label
 from guidedmarl.loggers import Logger
 from guidedmarl.plotting import plot_learning_curve
@@ -92,6 +93,7 @@ class RunLoop:
         self.greedy = domain.greedy_evaluation if ev.deterministic is None else ev.deterministic
         spec = trainer.env.spec
         self.env_steps = spec.horizon * config.envs
+        self.heuristics_from_cache = False
         self.agent_steps = self.env_steps * spec.num_agents
 
     def act(self, step: Any) -> Any:
@@ -107,6 +109,26 @@ class RunLoop:
         val = run_policy(self.val_env, self.val_seeds, self.act, sample_seed=self.config.seed)
         row["eval/validation_reward"] = val.mean
         return val.mean, test.mean
+
+    def heuristics(self) -> dict[str, dict[str, Any]]:
+        """Every heuristic's result on the test scenarios, read from the disk cache where it has
+        them (:mod:`guidedmarl.heuristic_cache`; ``eval.heuristics_cache``)."""
+        cfg, domain = self.config, self.domain
+        factories = domain.heuristics()
+
+        def compute() -> dict[str, dict[str, Any]]:
+            return {name: evaluate_heuristic(f, self.test_env, self.test_seeds, seed=cfg.seed).as_dict()
+                    for name, f in factories.items()}  # fmt: skip
+
+        if not cfg.eval.heuristics_cache:
+            return compute()
+        description = {
+            "domain": f"{type(domain).__module__}.{type(domain).__qualname__}", "agents": domain.num_agents,
+            "settings": domain.settings.model_dump(mode="json"), "device": str(domain.device),
+            "test_seeds": self.test_seeds, "seed": cfg.seed, "code": code_fingerprint(domain),
+        }  # fmt: skip
+        results, self.heuristics_from_cache = cached_heuristics(description, list(factories), compute)
+        return results
 
     def checkpoint(self) -> None:
         gens = rng.generators_of(self.trainer)
@@ -124,9 +146,7 @@ class RunLoop:
     def begin(self) -> None:
         """A fresh run: the heuristics' rewards and row 0 (the untrained policy)."""
         if self.config.eval.heuristics:
-            for name, factory in self.domain.heuristics().items():
-                res = evaluate_heuristic(factory, self.test_env, self.test_seeds, seed=self.config.seed)
-                self.state.baselines[name] = res.as_dict()
+            self.state.baselines = self.heuristics()
             atomic_write_json(self.out / "baselines.json", self.state.baselines)
         first: dict[str, float] = {"episode": 0.0, "global_step": 0.0, "agent_steps": 0.0}
         self.evaluate(first)
@@ -182,7 +202,7 @@ class RunLoop:
             "evaluation_mode": "greedy" if self.greedy else "sampled",
             "actor": type(self.trainer.actor.net).__name__,
             "final_test_reward_other_mode": other,
-            "baselines": {k: v.mean for k, v in baselines.items()},
+            "baselines": {k: v.mean for k, v in baselines.items()}, "baselines_from_cache": self.heuristics_from_cache,
             "seconds": seconds, "train_seconds": st.seconds,
         }  # fmt: skip
         shown = self.domain.plot_baselines or tuple(baselines)

@@ -18,6 +18,10 @@ if os.environ.get("CI") == "true":
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Runs made by tests (and their subprocesses) do not read or write the user's heuristics cache;
+# tests/test_heuristic_cache.py turns it on in a temporary folder.
+os.environ["GUIDEDMARL_CACHE_DIR"] = "off"
+
 
 def load_example(name: str):
     """Import ``examples/<name>.py`` as a module (examples are not a package)."""
