@@ -92,3 +92,24 @@ def test_import_sets_a_passive_openmp_wait_policy_unless_the_user_set_one() -> N
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "PASSIVE", out.stderr
     assert _in_fresh_process(code, {"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+
+
+def test_inference_in_chunks_gives_the_one_pass_actions() -> None:
+    from guidedmarl.training.networks import Actor
+
+    torch.manual_seed(3)
+    actor = Actor(50, 5 * 3 + 2, [16, 16], True, num_actions=5, option_features=3)
+    obs = torch.randn(4, 50, 17)
+    active = torch.rand(4, 50) < 0.7
+    with torch.no_grad():
+        torch.manual_seed(11)
+        whole = actor.sample(obs, active)
+        greedy = actor.mode(obs, active)
+        actor.inference_chunk = 7  # 140-odd active agents in chunks of 7
+        torch.manual_seed(11)
+        chunked = actor.sample(obs, active)
+        assert torch.equal(actor.mode(obs, active), greedy)
+    assert torch.equal(whole[0], chunked[0]) and torch.equal(whole[1], chunked[1])
+    # with gradients (the update) the network runs in one pass, which the trainer chunks itself
+    logits = actor._net(obs[active])
+    assert logits.requires_grad
