@@ -55,7 +55,12 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     from guidedmarl.config import RunConfig
     from guidedmarl.evaluation import evaluate_heuristic, run_policy
     from guidedmarl.experiment import build
-    from guidedmarl.runtime import keep_freed_memory
+
+    try:
+        from guidedmarl.runtime import keep_freed_memory
+    except ImportError:  # a checkout from before guidedmarl.runtime (for before/after figures)
+        def keep_freed_memory() -> str:
+            return "system (no guidedmarl.runtime)"
 
     config = RunConfig.model_validate(
         {"domain": "cloud", "agents": args.agents, "episodes": 2, "envs": 1, "seed": 0, "threads": args.threads,
