@@ -43,6 +43,7 @@ _LAZY: dict[str, str] = {
     "HeuristicPolicy": "guidedmarl.domain",
     "LearnerConfig": "guidedmarl.learners",
     "LinearAlpha": "guidedmarl.guidance.schedules",
+    "LinearOutputModel": "guidedmarl.analytical.linear_outputs",
     "MultiAgentVecEnv": "guidedmarl.env",
     "PPOConfig": "guidedmarl.config",
     "Preset": "guidedmarl.learners",
@@ -84,6 +85,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from guidedmarl.analytical.linear_outputs import LinearOutputModel
     from guidedmarl.analytical.model import AnalyticalModel, SparseInfluence
     from guidedmarl.config import EvalConfig, PPOConfig, RunConfig
     from guidedmarl.domain import Domain, HeuristicPolicy, available_domains, get_domain, register_domain

@@ -296,6 +296,26 @@ def test_influence_listing_a_component_twice_is_named() -> None:
            "twice with non-zero values")
 
 
+def test_a_gram_matrix_that_disagrees_with_the_backward_pass_is_named() -> None:
+    """A LinearOutputModel whose gram() forgets the line flows (M = diag(1/s^2) only) fails the guidance check."""
+    from guidedmarl_domains.power.model import PowerModel
+
+    class OutputsOnly(PowerModel):
+        def gram(self, context: Any) -> torch.Tensor:
+            return torch.diag(context.scale.double().square().reciprocal())
+
+    class Broken(PowerDomain):
+        name = "broken_power"
+
+        def make_model(self) -> PowerModel:
+            base = super().make_model()
+            return OutputsOnly(base.balance_weight, self.num_agents, self.system.network.ptdf_gen.shape[0])
+
+    domain = Broken.from_config(None, {"horizon": 4, "balance_weight": 0.0})
+    failed(checked(domain), "guidance weights", "OutputsOnly: the Gram-matrix weights",
+           "differ from the backward pass through system_state", "check gram(), outputs() and output_slopes()")
+
+
 def test_raise_if_failed_lists_the_failures() -> None:
     class Shifted(CloudModel):
         def influence(self, actions: torch.Tensor, context: Any) -> SparseInfluence:

@@ -21,8 +21,17 @@ Local influence (closed form, used to test the generic autograd path that guidan
 
     dx / da_i = (hi_i - lo_i) sigmoid'(a_i) [ e_i / s_i ;  PTDF_gen[:, i] / F ],
 
-one output component and the PTDF column of the agent's bus. ``guidance`` uses autograd
-(``closed_form_influence = False``): one backward pass through ``system_state``.
+one output component and the PTDF column of the agent's bus.
+
+Guidance (``LinearOutputModel``): x is linear in the outputs and x - x_ref = A (p - p_ref)
+(the demand flows cancel), so the weights need only the G x G Gram matrix
+
+    M = A^T W A = diag(1 / s^2) + PTDF^T diag(1 / F^2) PTDF  (+ w_b / (sum s)^2 1 1^T),
+
+computed once per network in float64 (about 1 s for case9241's 16,049 x 1,445 PTDF) and
+reused every step: one G x G product per step instead of three passes over the L x G PTDF
+(docs/domains/power.md, section 12). ``gram_guidance = False`` restores the backward pass
+through ``system_state``; both give the same weights (tests/domains/power/test_env_model.py).
 
 Balance component (``balance_weight`` > 0): x gets one more component, the total output
 over the total scale, b = sum_i p_i / sum_i s_i, whose reference sum_i p_ref,i / sum_i s_i
@@ -41,7 +50,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from guidedmarl.analytical.model import AnalyticalModel, SparseInfluence
+from guidedmarl.analytical.linear_outputs import LinearOutputModel
+from guidedmarl.analytical.model import SparseInfluence
 
 
 @dataclass
@@ -80,7 +90,7 @@ def state_of_output(p: Tensor, context: PowerContext) -> Tensor:
     return torch.cat([p / context.scale.to(dtype), flows / context.rate.to(dtype)], dim=-1)
 
 
-class PowerModel(AnalyticalModel):
+class PowerModel(LinearOutputModel):
     """x(actions), x_ref and a closed-form z_i for the power dispatch domain (module docstring).
 
     Args:
@@ -89,15 +99,41 @@ class PowerModel(AnalyticalModel):
     """
 
     action_kind = "continuous"
-    closed_form_influence = False  # guidance goes through autograd; `influence` is the closed form
+    closed_form_influence = False  # the generic path goes through autograd; `influence` is the closed form
 
     def __init__(self, balance_weight: float = 0.0, num_generators: int = 0, num_lines: int = 0) -> None:
         super().__init__()
         self.balance_weight = balance_weight
+        self.num_generators = num_generators
         if balance_weight > 0:
             weights = torch.ones(num_generators + num_lines + 1)
             weights[-1] = balance_weight * num_generators
             self.component_weights = weights
+        self._gram_key: tuple[Tensor, Tensor, Tensor] | None = None
+        self._gram: Tensor | None = None
+
+    # ----------------------------------------------------------- LinearOutputModel
+    def outputs(self, actions: Tensor, context: PowerContext) -> Tensor:
+        return output_of(actions, context)
+
+    def output_slopes(self, actions: Tensor, context: PowerContext) -> Tensor:
+        sig = torch.sigmoid(actions.squeeze(-1))
+        return context.span.to(sig.dtype) * sig * (1 - sig)
+
+    def reference_outputs(self, context: PowerContext) -> Tensor:
+        return context.reference_output
+
+    def gram(self, context: PowerContext) -> Tensor:
+        """M ``[G, G]`` float64 (module docstring), cached while the network tensors are the same objects."""
+        key = (context.ptdf, context.rate, context.scale)
+        if self._gram is None or self._gram_key is None or any(a is not b for a, b in zip(key, self._gram_key)):
+            sensitivity = context.ptdf.double() / context.rate.double()[:, None]  # [L, G], d(f/F)/dp
+            m = sensitivity.T @ sensitivity
+            m.diagonal().add_(context.scale.double().square().reciprocal())
+            if self.balance_weight > 0:
+                m.add_(self.balance_weight * m.shape[0] / float(context.scale.double().sum()) ** 2)
+            self._gram_key, self._gram = key, m
+        return self._gram
 
     def _with_balance(self, x: Tensor, p: Tensor, context: PowerContext) -> Tensor:
         if self.balance_weight <= 0:

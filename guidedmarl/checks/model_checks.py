@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from guidedmarl.analytical.linear_outputs import LinearOutputModel
 from guidedmarl.analytical.model import AnalyticalModel
 from guidedmarl.checks import (AFFINE, ALIGNMENT, COPIES, EXOGENEITY, GUIDANCE, INFLUENCE, MODEL_CHECKS,
                                STATE)
@@ -20,6 +21,10 @@ from guidedmarl.checks.setup import _Setup
 from guidedmarl.env import Step
 from guidedmarl.guidance.weights import guidance_weights
 from guidedmarl.training.rollout import StepView, rollout
+
+GRAM_TOLERANCE = 1e-3
+"""Largest difference of a LinearOutputModel's Gram-matrix weights from the generic path, over max |weight|
+(float32 rounding of the two orders of summation stays below 1e-5 on the power cases)."""
 
 
 def _state(model: AnalyticalModel, a: Tensor, ctx: Any, figs: dict[str, Any]) -> Tensor:
@@ -111,6 +116,15 @@ def _guidance(model: AnalyticalModel, a: Tensor, ctx: Any, x: Tensor, s: _Setup,
             raise CheckFailed(f"guidance_weights (exact_difference={exact}) on {type(model).__name__} must return "
                               f"[E, N] = {list(a.shape[:2])}, got {_shape(g)}")
         _peak(figs, f"max_abs_g_{'exact' if exact else 'first_order'}", float(g.abs().max()))
+        if isinstance(model, LinearOutputModel) and model.gram_guidance:
+            generic = guidance_weights(model, a, ctx, exact_difference=exact, mean_action=mean, structured=False)
+            scale = max(float(generic.abs().max()), 1e-12)
+            error = float((g - generic).abs().max()) / scale
+            _peak(figs, "max_rel_gram_vs_backward", error)
+            if error > GRAM_TOLERANCE:
+                raise CheckFailed(f"{type(model).__name__}: the Gram-matrix weights (exact_difference={exact}) differ "
+                                  f"from the backward pass through system_state by {error:.3g} of max |weight| "
+                                  f"(tolerance {GRAM_TOLERANCE:g}); check gram(), outputs() and output_slopes()")
 
 
 def _exogeneity_copies(model: AnalyticalModel, s: _Setup) -> str | CheckResult:
@@ -249,5 +263,8 @@ def _model_checks(model: AnalyticalModel, s: _Setup, deterministic: bool, sample
         _run(ALIGNMENT, lambda: _alignment_result(*_alignment(model, s, samples), threshold)) if deterministic
         else CheckResult(ALIGNMENT, "skip", blocked),
         result(GUIDANCE, f"first-order and exact-difference weights [{len(s.seeds)}, {spec.num_agents}], finite, {at}"
-               + ("" if discrete else " (mean_action = 0)")),
+               + ("" if discrete else " (mean_action = 0)")
+               + (f"; Gram-matrix weights equal the backward pass (max relative difference "
+                  f"{figures[GUIDANCE].get('max_rel_gram_vs_backward', 0.0):.2g})"
+                  if isinstance(model, LinearOutputModel) and model.gram_guidance else "")),
     ]

@@ -17,7 +17,9 @@ the first-order weight is L_i = < grad phi(x), z_i delta_i > and the exact one
 D_i = phi(x) - phi(x - z_i delta_i) (exact when x is affine in a_i).
 
 The trainer, evaluation diagnostics and every study call :func:`guidance_weights`, so they
-all measure the weight that training uses.
+all measure the weight that training uses. A model whose state is linear in one scalar output
+per agent (:class:`~guidedmarl.analytical.linear_outputs.LinearOutputModel`) gets the same
+weights from a precomputed Gram matrix.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from guidedmarl.analytical.linear_outputs import LinearOutputModel
 from guidedmarl.analytical.model import AnalyticalModel, SparseInfluence
 from guidedmarl.errors import GuidanceError
 
@@ -39,6 +42,7 @@ def guidance_weights(
     context: Any,
     exact_difference: bool = False,
     mean_action: Tensor | None = None,
+    structured: bool = True,
 ) -> Tensor:
     """Guidance weight of every agent, ``[E, N]`` (see the module docstring).
 
@@ -50,6 +54,10 @@ def guidance_weights(
         mean_action: ``[E, N, action_dim]`` policy means (continuous actions). Without it a
             continuous model returns the raw pathwise weight g_i (``[E, N, action_dim]`` for
             vector actions), for analysis only; ``exact_difference`` then is an error.
+        structured: use the model's structure where it has one (a
+            :class:`~guidedmarl.analytical.linear_outputs.LinearOutputModel` with
+            ``gram_guidance``: the Gram matrix instead of a backward pass through x); False
+            forces the generic path, which checks and tests compare it with.
     """
     continuous = model.action_kind == "continuous"
     if mean_action is not None and not continuous:
@@ -61,6 +69,9 @@ def guidance_weights(
         )
     if mean_action is not None and mean_action.shape != actions.shape:
         raise GuidanceError(f"mean_action has shape {tuple(mean_action.shape)}, actions {tuple(actions.shape)}")
+    if structured and isinstance(model, LinearOutputModel) and model.gram_guidance:
+        weights = model.gram_weights(actions, context, exact_difference, mean_action)
+        return model.checked(weights.detach(), "guidance weights")
     x_ref = model.reference(context)
     use_influence = model.closed_form_influence or exact_difference
     z: SparseInfluence | None = None

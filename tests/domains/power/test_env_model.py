@@ -240,6 +240,38 @@ def test_balance_component_of_the_default_model(float64: None) -> None:
     torch.testing.assert_close(g, expected)
 
 
+@pytest.mark.parametrize("case", ["case30", "case118"])
+@pytest.mark.parametrize("balance_weight", [0.0, 10.0])
+def test_gram_guidance_equals_the_backward_pass(case: str, balance_weight: float, float64: None) -> None:
+    """The Gram-matrix weights (LinearOutputModel) equal the generic backward pass through x for
+    the pathwise g, the first-order and the exact-difference weights, with and without balance."""
+    domain, env = make(case, balance_weight=balance_weight)
+    model = domain.make_model()
+    assert model.gram_guidance
+    ctx = context_after(env, steps=2)
+    gen = torch.Generator().manual_seed(11)
+    actions, mean = random_actions(env, gen, scale=2.0), random_actions(env, gen, scale=2.0)
+    for exact, mu in ((False, None), (False, mean), (True, mean)):
+        fast = guidance_weights(model, actions, ctx, exact, mean_action=mu)
+        slow = guidance_weights(model, actions, ctx, exact, mean_action=mu, structured=False)
+        assert fast.shape == (env.num_envs, env.spec.num_agents)
+        assert float(slow.abs().max()) > 0
+        torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9 * float(slow.abs().max()))
+    assert model.gram(ctx) is model.gram(context_after(env, steps=1))  # computed once per network
+
+
+def test_gram_guidance_in_float32_matches_within_rounding() -> None:
+    domain, env = make("case118")
+    model = domain.make_model()
+    ctx = context_after(env, steps=2)
+    gen = torch.Generator().manual_seed(12)
+    actions, mean = random_actions(env, gen), random_actions(env, gen)
+    fast = guidance_weights(model, actions, ctx, True, mean_action=mean)
+    slow = guidance_weights(model, actions, ctx, True, mean_action=mean, structured=False)
+    assert fast.dtype == slow.dtype == torch.float32
+    torch.testing.assert_close(fast, slow, rtol=1e-3, atol=1e-4 * float(slow.abs().max()))
+
+
 def test_state_map_is_the_action_map_then_dc_flow(float64: None) -> None:
     _, env = make()
     ctx = context_after(env)

@@ -1,0 +1,104 @@
+"""`LinearOutputModel`: guidance from a precomputed Gram matrix for states linear in per-agent outputs.
+
+Many physical models have one scalar *output* per agent, u_i = u_i(a_i) (a generator's
+power, a pump's flow), and a state that is linear in the outputs, with a reference that is
+the state of reference outputs:
+
+    x = A u + c,        x_ref = A u_ref + c,
+
+where A ``[D, N]`` and c ``[E, D]`` come from the system (a network's sensitivities, the
+demand). With the paper's weighted quadratic potential phi = 1/2 sum_j w_j (x_j - x_ref_j)^2,
+
+    grad_u phi = A^T W (x - x_ref) = M (u - u_ref),        M = A^T W A  ``[N, N]``,
+
+so every guidance weight needs only the N x N Gram matrix M and never the D-dimensional
+state. For a fixed network M is computed once; the generic path (a backward pass through
+x) reads the D x N matrix A about three times per step, which for a transmission network
+(D = 17,495 components, N = 1,445 generators) is 100 MB per pass against M's 8 MB.
+
+With s_i = du_i/da_i and r = M (u - u_ref), the weights that :func:`guidance_weights` computes
+for every model (first order and exact difference, docs/theory_tests.md) become
+
+    g_i = r_i s_i,                                          (pathwise, no mean action)
+    L_i = r_i s_i delta_i,                                  (first order, delta_i = a_i - mu_i)
+    D_i = r_i sigma_i - 1/2 M_ii sigma_i^2, sigma_i = s_i delta_i.   (exact difference)
+
+They equal the generic path's up to float rounding (``tests/analytical/test_linear_outputs.py``
+and ``guidedmarl check``, which compares both on the domain's own rollouts).
+
+A subclass implements ``system_state`` and ``reference_state`` as usual (for diagnostics,
+checks and the generic path) plus the four methods below. It must keep the default
+quadratic potential (``potential_terms`` not overridden): the Gram form is exact only for it.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from guidedmarl.analytical.model import AnalyticalModel
+from guidedmarl.errors import GuidanceError
+
+
+class LinearOutputModel(AnalyticalModel):
+    """An :class:`AnalyticalModel` with x = A u(a) + c, one scalar output per agent (module docstring)."""
+
+    action_kind = "continuous"
+    gram_guidance: ClassVar[bool] = True
+    """Whether :func:`guidance_weights` takes the Gram path (False: the generic backward pass)."""
+
+    @abstractmethod
+    def outputs(self, actions: Tensor, context: Any) -> Tensor:
+        """u(a): ``[E, N, 1]`` actions to ``[E, N]`` outputs."""
+
+    @abstractmethod
+    def output_slopes(self, actions: Tensor, context: Any) -> Tensor:
+        """s_i = du_i / da_i at the actions, ``[E, N]``."""
+
+    @abstractmethod
+    def reference_outputs(self, context: Any) -> Tensor:
+        """u_ref, the outputs whose state is ``reference_state``, ``[E, N]`` (exogenous)."""
+
+    @abstractmethod
+    def gram(self, context: Any) -> Tensor:
+        """M = A^T W A, ``[N, N]`` (symmetric), with W the ``component_weights`` (1 if None).
+
+        Cache it when A and W are fixed (a network's sensitivities): it is called every step.
+        """
+
+    def gram_weights(
+        self, actions: Tensor, context: Any, exact_difference: bool, mean_action: Tensor | None
+    ) -> Tensor:
+        """Guidance weights from M (module docstring): ``[E, N]``, or ``[E, N]`` pathwise g without a mean."""
+        if type(self).potential_terms is not AnalyticalModel.potential_terms:
+            raise GuidanceError(
+                f"{type(self).__name__} overrides potential_terms: the Gram-matrix guidance of LinearOutputModel "
+                "holds for the quadratic potential only; set gram_guidance = False to use the generic path"
+            )
+        if actions.dim() != 3 or actions.shape[-1] != 1:
+            raise GuidanceError(
+                f"{type(self).__name__}: LinearOutputModel takes one scalar action per agent, [E, N, 1]; "
+                f"got actions of shape {tuple(actions.shape)}"
+            )
+        with torch.no_grad():
+            m = self.gram(context)
+            dtype = m.dtype
+            u = self.outputs(actions, context).to(dtype)
+            u_ref = self.reference_outputs(context).to(dtype)
+            if m.dim() != 2 or m.shape[0] != m.shape[1] or m.shape[0] != u.shape[1]:
+                raise GuidanceError(
+                    f"{type(self).__name__}.gram must return [N, N] = [{u.shape[1]}, {u.shape[1]}], got {list(m.shape)}"
+                )
+            residual = (u - u_ref) @ m  # M symmetric: (M (u - u_ref))^T per environment
+            slope = self.output_slopes(actions, context).to(dtype)
+            if mean_action is None:
+                weight = residual * slope
+            else:
+                sigma = slope * (actions - mean_action).squeeze(-1).to(dtype)
+                weight = residual * sigma
+                if exact_difference:
+                    weight = weight - 0.5 * torch.diagonal(m) * sigma.square()
+        return weight.to(torch.get_default_dtype())  # as the generic path, whose relax() casts to it
