@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from guidedmarl.errors import DomainError, GuidanceError
+from guidedmarl.finite import all_finite, count_nonfinite
 
 
 @dataclass
@@ -256,8 +257,8 @@ class AnalyticalModel(ABC):
 
     def checked(self, t: Tensor, what: str) -> Tensor:
         """``t`` if every entry is finite, else a :class:`GuidanceError` naming ``what``."""
-        if not torch.isfinite(t).all():
-            bad = (~torch.isfinite(t)).sum().item()
+        if not all_finite(t):
+            bad = count_nonfinite(t)
             raise GuidanceError(
                 f"{type(self).__name__}.{what} returned {bad} NaN or infinite value(s); check the model's inputs"
             )

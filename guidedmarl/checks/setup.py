@@ -13,6 +13,7 @@ from torch import Tensor
 from guidedmarl.checks.report import CheckFailed, _blame, _shape
 from guidedmarl.domain import Domain
 from guidedmarl.env import MultiAgentVecEnv, Step
+from guidedmarl.finite import all_finite, count_nonfinite
 
 ActionSampler = Callable[[MultiAgentVecEnv, torch.Generator], Tensor]
 
@@ -62,8 +63,8 @@ def _expect(t: Any, shape: tuple[int, ...], kind: str, what: str, symbol: str) -
         raise CheckFailed(f"{what} must have shape {want}, got {_shape(t)}")
     if (kind == "bool" and t.dtype != torch.bool) or (kind == "float" and not t.is_floating_point()):
         raise CheckFailed(f"{what} must be a {kind} tensor of shape {want}, got {_shape(t)}")
-    if t.is_floating_point() and not torch.isfinite(t).all():
-        raise CheckFailed(f"{what} ({_shape(t)}) has {int((~torch.isfinite(t)).sum())} NaN or infinite value(s)")
+    if not all_finite(t):
+        raise CheckFailed(f"{what} ({_shape(t)}) has {count_nonfinite(t)} NaN or infinite value(s)")
 
 
 def _check_step(env: MultiAgentVecEnv, step: Any, where: str) -> None:

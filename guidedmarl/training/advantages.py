@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from guidedmarl.errors import TrainingError
+from guidedmarl.finite import all_finite, count_nonfinite
 
 
 def compute_gae(
@@ -62,8 +63,8 @@ def compute_gae(
 
 def _require_finite(t: Tensor, what: str, look_at: str) -> None:
     """A :class:`TrainingError` naming ``what`` (and where to look) if ``t`` holds a NaN or an infinity."""
-    if not bool(torch.isfinite(t).all()):
-        bad = int((~torch.isfinite(t)).sum())
+    if not all_finite(t):
+        bad = count_nonfinite(t)
         raise TrainingError(f"{what} hold {bad} NaN or infinite value(s) of {t.numel()}; check {look_at}")
 
 

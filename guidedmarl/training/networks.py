@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Normal
 
 from guidedmarl.errors import TrainingError
+from guidedmarl.finite import all_finite, count_nonfinite
 
 
 def _batched_orthogonal(n: int, fan_in: int, fan_out: int, gain: float, generator: torch.Generator | None) -> Tensor:
@@ -261,8 +262,8 @@ entropy or the log-probabilities (as with an ``-inf`` logit)."""
 
 def _finite_policy_output(out: Tensor) -> Tensor:
     """``out`` (logits or means) if finite, else a :class:`TrainingError` (not torch's ValueError deep in a distribution)."""
-    if not bool(torch.isfinite(out).all()):
-        bad = int((~torch.isfinite(out)).sum())
+    if not all_finite(out):
+        bad = count_nonfinite(out)
         raise TrainingError(f"the policy network output {bad} NaN or infinite value(s); check its weights and the observations")
     return out
 

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from guidedmarl.env import MultiAgentVecEnv, Step
 from guidedmarl.errors import DomainError, TrainingError
+from guidedmarl.finite import all_finite, count_nonfinite
 
 
 @dataclass
@@ -129,8 +130,8 @@ def _check_tensor(t: Any, shape: tuple[int, ...], kind: str | None, what: str, s
         raise DomainError(f"{what} must have shape {want}, got {_described(t)}")
     if (kind == "bool" and t.dtype != torch.bool) or (kind == "float" and not t.is_floating_point()):
         raise DomainError(f"{what} must be a {kind} tensor of shape {want}, got {_described(t)}")
-    if kind == "float" and not bool(torch.isfinite(t).all()):
-        raise DomainError(f"{what} ({_described(t)}) has {int((~torch.isfinite(t)).sum())} NaN or infinite value(s)")
+    if kind == "float" and not all_finite(t):
+        raise DomainError(f"{what} ({_described(t)}) has {count_nonfinite(t)} NaN or infinite value(s)")
 
 
 def _check_step(env: MultiAgentVecEnv, step: Step, where: str) -> None:
@@ -252,7 +253,7 @@ def rollout(
         step = env.step(action.actions)
         seconds["env"] += time.perf_counter() - t0
         _check_step(env, step, "step")
-        if not torch.isfinite(step.reward).all():
+        if not all_finite(step.reward):
             raise TrainingError(
                 f"{type(env).__name__}.step returned a NaN or infinite reward at step {t} "
                 f"(environments {torch.nonzero(~torch.isfinite(step.reward)).flatten().tolist()[:8]})"

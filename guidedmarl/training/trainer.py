@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from guidedmarl.analytical.model import AnalyticalModel
 from guidedmarl.env import EnvSpec, MultiAgentVecEnv, Step
 from guidedmarl.errors import ConfigError, TrainingError
+from guidedmarl.finite import all_finite
 from guidedmarl.guidance.estimator import ESTIMATORS, AdvantageEstimator, StepInputs
 from guidedmarl.training.critics import CRITICS, Critic
 from guidedmarl.training.networks import Actor
@@ -255,7 +256,7 @@ class Trainer:
         returns = adv + ro.values
         agent_adv = adv if adv.dim() == 3 else adv.unsqueeze(-1).expand(horizon, num_envs, n)
         mixed = self.estimator.advantage(agent_adv, ro.estimator_records, ro.active, progress)
-        if not torch.isfinite(mixed[ro.active]).all():
+        if not all_finite(mixed[ro.active]):
             raise TrainingError(f"the estimator '{self.estimator.kind}' produced NaN or infinite advantages")
         self.value_norm.update(returns)
         targets = self.value_norm.normalize(returns)
