@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from guidedmarl import get_domain
+from guidedmarl import get_domain, register_domain
 from guidedmarl.adapters.pettingzoo import as_parallel_env
 from guidedmarl.config import RunConfig
 from guidedmarl.env import EnvSpec
@@ -54,26 +54,44 @@ def _masked_bins(bins: Any, forbidden: int, none_allowed: bool = False) -> type:
     return MaskedBins
 
 
+def _masked_domain(bins: Any, forbidden: int, none_allowed: bool = False) -> str:
+    """Register the bins domain with :func:`_masked_bins`'s environment under its own name; return the name.
+
+    A registered subclass, not a patch of ``bins.BinsEnv``: another test may have re-registered
+    ``bins`` from a second import of the example file (``--domain path.py:BinsDomain``), and a
+    patch of the fixture's module would then silently not reach the run.
+    """
+    env_cls = _masked_bins(bins, forbidden, none_allowed)
+    name = f"bins_masked_{forbidden}{'_none' if none_allowed else ''}"
+
+    class MaskedDomain(bins.BinsDomain):
+        def make_env(self, num_envs: int) -> Any:
+            return env_cls(num_envs, self.num_agents, self.settings)
+
+    MaskedDomain.name = name
+    register_domain(MaskedDomain, replace=True)
+    return name
+
+
 @pytest.mark.parametrize("algo", ["mappo", "dgpg"])
-def test_training_and_evaluation_respect_the_mask(bins: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, algo: str) -> None:
-    monkeypatch.setattr(bins, "BinsEnv", _masked_bins(bins, forbidden=0))
-    cfg = RunConfig(domain="bins", algo=algo, agents=6, episodes=2, envs=2, out=tmp_path / "run",
+def test_training_and_evaluation_respect_the_mask(bins: Any, tmp_path: Any, algo: str) -> None:
+    name = _masked_domain(bins, forbidden=0)
+    cfg = RunConfig(domain=name, algo=algo, agents=6, episodes=2, envs=2, out=tmp_path / "run",
                     domain_config={"horizon": 4}, eval={"test_scenarios": 2, "validation_scenarios": 1})  # fmt: skip
     result = run_experiment(cfg)  # the environment's step asserts that option 0 never comes
     assert result.final_test_reward == result.final_test_reward
 
 
-def test_a_mask_that_allows_nothing_is_named(bins: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    monkeypatch.setattr(bins, "BinsEnv", _masked_bins(bins, forbidden=0, none_allowed=True))
-    cfg = RunConfig(domain="bins", algo="mappo", agents=6, episodes=1, out=tmp_path / "run", domain_config={"horizon": 3},
+def test_a_mask_that_allows_nothing_is_named(bins: Any, tmp_path: Any) -> None:
+    name = _masked_domain(bins, forbidden=0, none_allowed=True)
+    cfg = RunConfig(domain=name, algo="mappo", agents=6, episodes=1, out=tmp_path / "run", domain_config={"horizon": 3},
                     eval={"test_scenarios": 2, "validation_scenarios": 1, "heuristics": False})  # fmt: skip
     with pytest.raises(DomainError, match=r"MaskedBins.reset: action_mask allows no option for \d+ active agent"):
         run_experiment(cfg)
 
 
-def test_masks_reach_pettingzoo_users_in_infos(bins: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bins, "BinsEnv", _masked_bins(bins, forbidden=1))
-    env = as_parallel_env(get_domain("bins").from_config(3, {"horizon": 3}).make_env(1))
+def test_masks_reach_pettingzoo_users_in_infos(bins: Any) -> None:
+    env = as_parallel_env(get_domain(_masked_domain(bins, forbidden=1)).from_config(3, {"horizon": 3}).make_env(1))
     _, infos = env.reset(seed=0)
     assert infos["agent_0"]["action_mask"].tolist()[1] == 0 and infos["agent_0"]["action_mask"].sum() >= 1
 

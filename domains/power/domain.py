@@ -19,7 +19,7 @@ from guidedmarl.domain import Domain, HeuristicPolicy, pooled_train_seeds
 from .cases import CaseError, load_case
 from .env import PowerEnv
 from .heuristics import HEURISTICS
-from .model import PowerModel
+from .model import OverloadAwarePowerModel, PowerModel
 from .reference import ScenarioBank
 from .settings import PowerSettings
 from .system import PowerSystem
@@ -61,7 +61,10 @@ class PowerDomain(Domain):
 
     def make_model(self) -> PowerModel:
         s = self.settings
-        return PowerModel(s.balance_weight, self.num_agents, self.system.network.ptdf_gen.shape[0])
+        lines = self.system.network.ptdf_gen.shape[0]
+        if s.overload_potential > 0:
+            return OverloadAwarePowerModel(s.overload_potential, s.balance_weight, self.num_agents, lines, s.line_weight)
+        return PowerModel(s.balance_weight, self.num_agents, lines, s.line_weight)
 
     def train_seeds(self, episode: int, num_envs: int, run_seed: int) -> list[int]:
         """Seeds from the pool 0 .. train_scenarios - 1, cycled (their references stay cached)."""

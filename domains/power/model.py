@@ -26,7 +26,7 @@ one output component and the PTDF column of the agent's bus.
 Guidance (``LinearOutputModel``): x is linear in the outputs and x - x_ref = A (p - p_ref)
 (the demand flows cancel), so the weights need only the G x G Gram matrix
 
-    M = A^T W A = diag(1 / s^2) + PTDF^T diag(1 / F^2) PTDF  (+ w_b / (sum s)^2 1 1^T),
+    M = A^T W A = diag(1 / s^2) + w_f PTDF^T diag(1 / F^2) PTDF  (+ w_b / (sum s)^2 1 1^T),
 
 computed once per network in float64 (about 1 s for case9241's 16,049 x 1,445 PTDF) and
 reused every step: one G x G product per step instead of three passes over the L x G PTDF
@@ -95,19 +95,25 @@ class PowerModel(LinearOutputModel):
 
     Args:
         balance_weight: w_b / G of the balance component (0: no balance component, x = [p/s, f/F]).
-        num_components: G + L, needed for the component weights when ``balance_weight`` > 0.
+        num_generators, num_lines: G and L, for the component weights.
+        line_weight: w_f, the weight of every line-flow component (1: the paper's distance).
     """
 
     action_kind = "continuous"
     closed_form_influence = False  # the generic path goes through autograd; `influence` is the closed form
 
-    def __init__(self, balance_weight: float = 0.0, num_generators: int = 0, num_lines: int = 0) -> None:
+    def __init__(
+        self, balance_weight: float = 0.0, num_generators: int = 0, num_lines: int = 0, line_weight: float = 1.0
+    ) -> None:
         super().__init__()
         self.balance_weight = balance_weight
+        self.line_weight = line_weight
         self.num_generators = num_generators
-        if balance_weight > 0:
-            weights = torch.ones(num_generators + num_lines + 1)
-            weights[-1] = balance_weight * num_generators
+        if balance_weight > 0 or line_weight != 1.0:
+            weights = torch.ones(num_generators + num_lines + (1 if balance_weight > 0 else 0))
+            weights[num_generators : num_generators + num_lines] = line_weight
+            if balance_weight > 0:
+                weights[-1] = balance_weight * num_generators
             self.component_weights = weights
         self._gram_key: tuple[Tensor, Tensor, Tensor] | None = None
         self._gram: Tensor | None = None
@@ -128,7 +134,7 @@ class PowerModel(LinearOutputModel):
         key = (context.ptdf, context.rate, context.scale)
         if self._gram is None or self._gram_key is None or any(a is not b for a, b in zip(key, self._gram_key)):
             sensitivity = context.ptdf.double() / context.rate.double()[:, None]  # [L, G], d(f/F)/dp
-            m = sensitivity.T @ sensitivity
+            m = self.line_weight * (sensitivity.T @ sensitivity)
             m.diagonal().add_(context.scale.double().square().reciprocal())
             if self.balance_weight > 0:
                 m.add_(self.balance_weight * m.shape[0] / float(context.scale.double().sum()) ** 2)
@@ -168,3 +174,41 @@ class PowerModel(LinearOutputModel):
             value = torch.cat([value, balance], dim=-1)
             index = torch.cat([index, torch.full((e, g, 1), g + lines)], dim=-1)
         return SparseInfluence(index=index, value=value)
+
+
+class OverloadAwarePowerModel(PowerModel):
+    """:class:`PowerModel` whose potential also charges flows beyond their limits.
+
+    phi = sum_j w_j [ 1/2 (x_j - x_ref,j)^2 ] + lambda/2 sum_l w_l relu(|x_l| - 1)^2 over the line
+    components x_l = f_l / F_l. Why: an LP reference dispatch puts congested lines exactly at their
+    limit, where the reward's overload charge (``overload_weight`` per p.u. beyond F) starts, so
+    the distance alone pushes a flow above the limit as gently as below it. The extra term is not
+    quadratic in the outputs: guidance takes the generic backward pass (``gram_guidance = False``).
+    """
+
+    gram_guidance = False
+
+    def __init__(self, overload_potential: float, balance_weight: float = 0.0, num_generators: int = 0,
+                 num_lines: int = 0, line_weight: float = 1.0) -> None:  # fmt: skip
+        super().__init__(balance_weight, num_generators, num_lines, line_weight)
+        self.overload_potential = overload_potential
+        mask = torch.zeros(num_generators + num_lines + (1 if balance_weight > 0 else 0))
+        mask[num_generators : num_generators + num_lines] = 1.0
+        self.line_mask = mask
+
+    def _terms(self, x: Tensor, x_ref: Tensor, mask: Tensor) -> Tensor:
+        over = torch.relu(x.abs() - 1.0)
+        return 0.5 * (x - x_ref).square() + 0.5 * self.overload_potential * mask * over.square()
+
+    def potential_terms(self, x: Tensor, x_ref: Tensor) -> Tensor:
+        """Elementwise over the full state ``[..., D]`` (the line mask is indexed by component)."""
+        return self._terms(x, x_ref, self.line_mask.to(x.dtype))
+
+    def potential_gradient(self, x: Tensor, x_ref: Tensor) -> Tensor:
+        over = torch.relu(x.abs() - 1.0) * torch.sign(x)
+        return (x - x_ref) + self.overload_potential * self.line_mask.to(x.dtype) * over
+
+    def sparse_potential_drop(self, x: Tensor, x_ref: Tensor, z: SparseInfluence, step: Tensor) -> Tensor:
+        xg, rg = z.gather(x), z.gather(x_ref)
+        mask = self.line_mask.to(x.dtype)[z.index]
+        return self._terms(xg, rg, mask) - self._terms(xg - step, rg, mask)

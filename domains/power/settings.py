@@ -74,6 +74,20 @@ class PowerSettings(BaseModel):
         description="weight per generator of the power-balance component of the guidance potential "
         "(0: the state is outputs and flows only, as before 2026-12-01; see docs/domains/power.md)",
     )
+    line_weight: float = Field(
+        1.0,
+        ge=0,
+        le=1e6,
+        description="weight of every line-flow component f_l / F_l in the guidance potential (1: the paper's "
+        "distance; larger: guidance keeps flows closer to the reference's; see docs/domains/power.md)",
+    )
+    overload_potential: float = Field(
+        0.0,
+        ge=0,
+        le=1e6,
+        description="lambda of the guidance potential's overload term lambda/2 sum_l relu(|f_l / F_l| - 1)^2 "
+        "(0: none, the Gram-matrix guidance; > 0: the generic backward pass; see docs/domains/power.md)",
+    )
     load: LoadSettings = Field(default_factory=LoadSettings)
     reference_solver: Literal["auto", "cvxpylayers", "sparse"] = Field(
         "auto",

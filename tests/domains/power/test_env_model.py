@@ -241,11 +241,12 @@ def test_balance_component_of_the_default_model(float64: None) -> None:
 
 
 @pytest.mark.parametrize("case", ["case30", "case118"])
-@pytest.mark.parametrize("balance_weight", [0.0, 10.0])
-def test_gram_guidance_equals_the_backward_pass(case: str, balance_weight: float, float64: None) -> None:
+@pytest.mark.parametrize("balance_weight, line_weight", [(0.0, 1.0), (10.0, 1.0), (0.0, 30.0), (10.0, 30.0)])
+def test_gram_guidance_equals_the_backward_pass(case: str, balance_weight: float, line_weight: float, float64: None) -> None:
     """The Gram-matrix weights (LinearOutputModel) equal the generic backward pass through x for
-    the pathwise g, the first-order and the exact-difference weights, with and without balance."""
-    domain, env = make(case, balance_weight=balance_weight)
+    the pathwise g, the first-order and the exact-difference weights, with and without balance
+    and with weighted line components."""
+    domain, env = make(case, balance_weight=balance_weight, line_weight=line_weight)
     model = domain.make_model()
     assert model.gram_guidance
     ctx = context_after(env, steps=2)
@@ -258,6 +259,19 @@ def test_gram_guidance_equals_the_backward_pass(case: str, balance_weight: float
         assert float(slow.abs().max()) > 0
         torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9 * float(slow.abs().max()))
     assert model.gram(ctx) is model.gram(context_after(env, steps=1))  # computed once per network
+
+
+def test_line_weight_multiplies_the_flow_terms_of_the_potential(float64: None) -> None:
+    domain, env = make("case30", balance_weight=0.0, line_weight=4.0)
+    model, plain = domain.make_model(), make("case30", balance_weight=0.0)[0].make_model()
+    ctx = context_after(env, steps=1)
+    actions = random_actions(env, torch.Generator().manual_seed(3))
+    x, x_ref = model.state(actions, ctx), model.reference(ctx)
+    g = 6  # case30's generators: outputs first, then the 41 line flows
+    d = (x - x_ref).square()
+    expected = 0.5 * (d[:, :g].sum(-1) + 4.0 * d[:, g:].sum(-1))
+    torch.testing.assert_close(model.potential(x, x_ref), expected)
+    torch.testing.assert_close(plain.potential(x, x_ref), 0.5 * d.sum(-1))
 
 
 def test_gram_guidance_in_float32_matches_within_rounding() -> None:
@@ -288,3 +302,33 @@ def test_time_of_day_features() -> None:
     step = env.reset([0])
     sin, cos = step.obs[0, 0, -2], step.obs[0, 0, -1]
     assert float(sin) == pytest.approx(math.sin(math.pi / 2), abs=1e-6) and abs(float(cos)) < 1e-6
+
+
+def test_overload_potential_charges_flows_beyond_their_limits(float64: None) -> None:
+    """``overload_potential`` > 0: phi adds lambda/2 relu(|f/F| - 1)^2 on lines; the exact difference is
+    phi(x) - phi(x - z_i sigma_i) computed from the potential itself; guidance leaves the Gram path."""
+    from guidedmarl_domains.power.model import OverloadAwarePowerModel
+
+    domain, env = make("case30", overload_potential=100.0, rating_scale=0.3)  # a congested case30
+    model = domain.make_model()
+    assert isinstance(model, OverloadAwarePowerModel) and not model.gram_guidance
+    ctx = context_after(env, steps=1)
+    gen = torch.Generator().manual_seed(5)
+    actions, mean = random_actions(env, gen, scale=2.0), random_actions(env, gen, scale=2.0)
+    x, x_ref = model.state(actions, ctx), model.reference(ctx)
+    g = 6
+    lines = x[:, g : g + 41]
+    assert int((lines.abs() > 1).sum()) > 0  # the extra term is active in this test
+    d = (x - x_ref).square() * model.component_weights
+    over = torch.relu(lines.abs() - 1).square() * model.component_weights[g : g + 41]
+    torch.testing.assert_close(model.potential(x, x_ref), 0.5 * d.sum(-1) + 50.0 * over.sum(-1))
+    exact = guidance_weights(model, actions, ctx, True, mean_action=mean)
+    z = AnalyticalModel.influence(model, actions, ctx).dense(x.shape[1])  # [E, N, D]
+    delta = (actions - mean).squeeze(-1)
+    for i in range(g):
+        without = x - z[:, i] * delta[:, i : i + 1]
+        torch.testing.assert_close(exact[:, i], model.potential(x, x_ref) - model.potential(without, x_ref))
+    first = guidance_weights(model, actions, ctx, False, mean_action=mean)
+    leaf = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.potential(leaf, x_ref).sum(), leaf)
+    torch.testing.assert_close(first, torch.einsum("end,ed->en", z, grad) * delta)
