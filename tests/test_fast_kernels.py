@@ -1,7 +1,8 @@
 """The cheaper kernels of the networks and the process settings (guidedmarl.runtime).
 
 What they may change is float rounding only: the sigmoid-based tanh against ``torch.tanh``,
-the option scorer's split first layer against the concatenated input it replaces.
+the MLPs' folded sigmoid form against their linear-tanh layers, the option scorer's split
+first layer against the concatenated input it replaces.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guidedmarl.training.networks import OptionScorer, Tanh, _Tanh
+from guidedmarl.training.networks import AgentMLP, OptionScorer, Tanh, _Tanh
 
 
 def test_tanh_matches_torch_tanh_to_float32_rounding() -> None:
@@ -40,11 +41,42 @@ def test_tanh_passes_infinities_and_nan_as_torch_does() -> None:
 
 
 def _concatenated_logits(net: OptionScorer, x: torch.Tensor) -> torch.Tensor:
-    """The option scorer as first written: [f_j, s] concatenated, then the whole MLP."""
+    """The option scorer as first written: [f_j, s] concatenated, then the linear-tanh layers."""
     k, f = net.num_options, net.option_features
     blocks = x[..., : k * f].unflatten(-1, (k, f))
     common = x[..., k * f :].unsqueeze(-2).expand(*x.shape[:-1], k, x.shape[-1] - k * f)
-    return net.scorer(torch.cat([blocks, common], dim=-1)).squeeze(-1)
+    return net.scorer.body(torch.cat([blocks, common], dim=-1)).squeeze(-1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    depth=st.integers(0, 3), width=st.integers(1, 12), shared=st.booleans(), seed=st.integers(0, 10_000)
+)
+def test_folded_mlp_equals_its_linear_tanh_layers(depth: int, width: int, shared: bool, seed: int) -> None:
+    torch.manual_seed(seed)
+    net = AgentMLP(3, 5, [width] * depth, 2, shared, out_gain=1.0).double()
+    with torch.no_grad():  # non-zero biases, so the folded bias terms are exercised
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    x = torch.randn(4, 3, 5, dtype=torch.float64)
+    torch.testing.assert_close(net(x), net.body(x), atol=1e-12, rtol=0)
+    with torch.no_grad():  # the in-place inference path
+        torch.testing.assert_close(net(x), net.body(x), atol=1e-12, rtol=0)
+    grads = torch.autograd.grad(net(x).square().sum(), list(net.parameters()))
+    ref = torch.autograd.grad(net.body(x).square().sum(), list(net.parameters()))
+    for a, b in zip(grads, ref):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_folded_mlp_passes_gradcheck_and_keeps_its_input() -> None:
+    torch.manual_seed(0)
+    net = AgentMLP(1, 4, [6, 6], 1, True, out_gain=1.0).double()
+    x = torch.randn(5, 1, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(net, (x,))
+    before = x.detach().clone()
+    with torch.no_grad():
+        net(x.detach())
+    assert torch.equal(x.detach(), before)
 
 
 @settings(max_examples=25, deadline=None)
@@ -54,6 +86,8 @@ def test_split_first_layer_equals_the_concatenated_input(k: int, f: int, common:
     net = OptionScorer(4, k * f + common, k, f, [16, 16], True, out_gain=1.0).double()
     x = torch.randn(3, 4, k * f + common, dtype=torch.float64)
     torch.testing.assert_close(net(x), _concatenated_logits(net, x), atol=1e-12, rtol=0)
+    with torch.no_grad():  # the in-place inference path
+        torch.testing.assert_close(net(x), _concatenated_logits(net, x), atol=1e-12, rtol=0)
     # and the gradients of the parameters
     grads = torch.autograd.grad(net(x).square().sum(), list(net.parameters()))
     ref = torch.autograd.grad(_concatenated_logits(net, x).square().sum(), list(net.parameters()))

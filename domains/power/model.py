@@ -182,11 +182,15 @@ class OverloadAwarePowerModel(PowerModel):
     phi = sum_j w_j [ 1/2 (x_j - x_ref,j)^2 ] + lambda/2 sum_l w_l relu(|x_l| - 1)^2 over the line
     components x_l = f_l / F_l. Why: an LP reference dispatch puts congested lines exactly at their
     limit, where the reward's overload charge (``overload_weight`` per p.u. beyond F) starts, so
-    the distance alone pushes a flow above the limit as gently as below it. The extra term is not
-    quadratic in the outputs: guidance takes the generic backward pass (``gram_guidance = False``).
+    the distance alone pushes a flow above the limit as gently as below it.
+
+    The extra term psi is not quadratic in the outputs. First-order weights keep the Gram path with
+    its output gradient h = lambda w_f sum_l relu(|x_l| - 1) sign(x_l) PTDF[l] / F_l
+    (:meth:`nonquadratic_gradient`): one product of the outputs with the PTDF for the flows, then
+    only the rows of the lines beyond their limits. Exact-difference weights take the generic path.
     """
 
-    gram_guidance = False
+    nonquadratic_potential = True
 
     def __init__(self, overload_potential: float, balance_weight: float = 0.0, num_generators: int = 0,
                  num_lines: int = 0, line_weight: float = 1.0) -> None:  # fmt: skip
@@ -207,6 +211,16 @@ class OverloadAwarePowerModel(PowerModel):
     def potential_gradient(self, x: Tensor, x_ref: Tensor) -> Tensor:
         over = torch.relu(x.abs() - 1.0) * torch.sign(x)
         return (x - x_ref) + self.overload_potential * self.line_mask.to(x.dtype) * over
+
+    def nonquadratic_gradient(self, actions: Tensor, context: PowerContext) -> Tensor:
+        """h ``[E, G]`` (class docstring): the overload term's gradient in the outputs (p.u.)."""
+        p = output_of(actions, context)
+        ptdf, rate = context.ptdf, context.rate.to(context.ptdf.dtype)
+        x_lines = (p.to(ptdf.dtype) @ ptdf.T + context.flow_offset.to(ptdf.dtype)) / rate  # [E, L]
+        over = torch.relu(x_lines.abs() - 1.0) * torch.sign(x_lines)
+        lines = over.ne(0).any(0).nonzero().squeeze(1)  # lines beyond their limit in some environment
+        scale = self.overload_potential * self.line_weight
+        return (scale * over[:, lines] / rate[lines]) @ ptdf[lines]
 
     def sparse_potential_drop(self, x: Tensor, x_ref: Tensor, z: SparseInfluence, step: Tensor) -> Tensor:
         xg, rg = z.gather(x), z.gather(x_ref)

@@ -27,8 +27,16 @@ They equal the generic path's up to float rounding (``tests/analytical/test_line
 and ``guidedmarl check``, which compares both on the domain's own rollouts).
 
 A subclass implements ``system_state`` and ``reference_state`` as usual (for diagnostics,
-checks and the generic path) plus the four methods below. It must keep the default
-quadratic potential (``potential_terms`` not overridden): the Gram form is exact only for it.
+checks and the generic path) plus the four methods below. With the default quadratic
+potential nothing else is needed.
+
+A potential with further terms, phi = quadratic + psi(x) (``potential_terms`` overridden),
+keeps the Gram path for the first-order and pathwise weights when the subclass sets
+``nonquadratic_potential = True`` and gives psi's gradient in the outputs,
+h = A^T W grad psi(x), through :meth:`nonquadratic_gradient`: then r = M (u - u_ref) + h, and
+g_i and L_i above hold as written. Only the components where grad psi is not zero need A's
+rows (an overload charge: the lines beyond their limits). The exact difference of psi is not
+a function of r: exact-difference weights take the generic path (:meth:`gram_path`).
 """
 
 from __future__ import annotations
@@ -49,6 +57,20 @@ class LinearOutputModel(AnalyticalModel):
     action_kind = "continuous"
     gram_guidance: ClassVar[bool] = True
     """Whether :func:`guidance_weights` takes the Gram path (False: the generic backward pass)."""
+    nonquadratic_potential: ClassVar[bool] = False
+    """True: ``potential_terms`` adds terms psi to the quadratic potential and
+    :meth:`nonquadratic_gradient` gives their output gradient (module docstring)."""
+
+    def gram_path(self, exact_difference: bool) -> bool:
+        """Whether these weights come from the Gram matrix (else from the generic path)."""
+        return self.gram_guidance and not (exact_difference and self.nonquadratic_potential)
+
+    def nonquadratic_gradient(self, actions: Tensor, context: Any) -> Tensor:
+        """h = A^T W grad psi(x) ``[E, N]``: the output gradient of the potential's terms beyond the
+        quadratic one, W the ``component_weights``. Needed only with ``nonquadratic_potential``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} sets nonquadratic_potential = True: implement nonquadratic_gradient"
+        )
 
     @abstractmethod
     def outputs(self, actions: Tensor, context: Any) -> Tensor:
@@ -73,10 +95,16 @@ class LinearOutputModel(AnalyticalModel):
         self, actions: Tensor, context: Any, exact_difference: bool, mean_action: Tensor | None
     ) -> Tensor:
         """Guidance weights from M (module docstring): ``[E, N]``, or ``[E, N]`` pathwise g without a mean."""
-        if type(self).potential_terms is not AnalyticalModel.potential_terms:
+        if type(self).potential_terms is not AnalyticalModel.potential_terms and not self.nonquadratic_potential:
             raise GuidanceError(
                 f"{type(self).__name__} overrides potential_terms: the Gram-matrix guidance of LinearOutputModel "
-                "holds for the quadratic potential only; set gram_guidance = False to use the generic path"
+                "holds for the quadratic potential only; set gram_guidance = False to use the generic path, or "
+                "nonquadratic_potential = True with nonquadratic_gradient (the extra terms' output gradient)"
+            )
+        if exact_difference and self.nonquadratic_potential:
+            raise GuidanceError(
+                f"{type(self).__name__}: the exact difference of a non-quadratic potential is not a Gram-matrix "
+                "quantity; guidance_weights takes the generic path for it (gram_path)"
             )
         if actions.dim() != 3 or actions.shape[-1] != 1:
             raise GuidanceError(
@@ -93,6 +121,14 @@ class LinearOutputModel(AnalyticalModel):
                     f"{type(self).__name__}.gram must return [N, N] = [{u.shape[1]}, {u.shape[1]}], got {list(m.shape)}"
                 )
             residual = (u - u_ref) @ m  # M symmetric: (M (u - u_ref))^T per environment
+            if self.nonquadratic_potential:
+                extra = self.nonquadratic_gradient(actions, context)
+                if tuple(extra.shape) != tuple(residual.shape):
+                    raise GuidanceError(
+                        f"{type(self).__name__}.nonquadratic_gradient must return [E, N] = "
+                        f"{list(residual.shape)}, got {list(extra.shape)}"
+                    )
+                residual = residual + extra.to(dtype)
             slope = self.output_slopes(actions, context).to(dtype)
             if mean_action is None:
                 weight = residual * slope

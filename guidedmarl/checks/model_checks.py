@@ -116,7 +116,7 @@ def _guidance(model: AnalyticalModel, a: Tensor, ctx: Any, x: Tensor, s: _Setup,
             raise CheckFailed(f"guidance_weights (exact_difference={exact}) on {type(model).__name__} must return "
                               f"[E, N] = {list(a.shape[:2])}, got {_shape(g)}")
         _peak(figs, f"max_abs_g_{'exact' if exact else 'first_order'}", float(g.abs().max()))
-        if isinstance(model, LinearOutputModel) and model.gram_guidance:
+        if isinstance(model, LinearOutputModel) and model.gram_path(exact):
             generic = guidance_weights(model, a, ctx, exact_difference=exact, mean_action=mean, structured=False)
             scale = max(float(generic.abs().max()), 1e-12)
             error = float((g - generic).abs().max()) / scale

@@ -69,7 +69,7 @@ def guidance_weights(
         )
     if mean_action is not None and mean_action.shape != actions.shape:
         raise GuidanceError(f"mean_action has shape {tuple(mean_action.shape)}, actions {tuple(actions.shape)}")
-    if structured and isinstance(model, LinearOutputModel) and model.gram_guidance:
+    if structured and isinstance(model, LinearOutputModel) and model.gram_path(exact_difference):
         weights = model.gram_weights(actions, context, exact_difference, mean_action)
         return model.checked(weights.detach(), "guidance weights")
     x_ref = model.reference(context)

@@ -49,10 +49,15 @@ class AgentLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n, fan_out))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.shared:
-            return nn.functional.linear(x, self.weight[0].T, self.bias[0])
-        # x: [..., N, in] with per-agent weights [N, in, out]
-        return torch.einsum("...ni,nio->...no", x, self.weight) + self.bias
+        return _affine(x, self.weight, self.bias, self.shared)
+
+
+def _affine(x: Tensor, weight: Tensor, bias: Tensor, shared: bool) -> Tensor:
+    """``x W + b`` with ``weight`` ``[n, in, out]`` and ``bias`` ``[n, out]`` (n = 1 if shared)."""
+    if shared:
+        return nn.functional.linear(x, weight[0].T, bias[0])
+    # x: [..., N, in] with per-agent weights [N, in, out]
+    return torch.einsum("...ni,nio->...no", x, weight) + bias
 
 
 class _Tanh(torch.autograd.Function):
@@ -86,7 +91,16 @@ class Tanh(nn.Module):
 
 
 class AgentMLP(nn.Module):
-    """tanh MLP made of :class:`AgentLinear` layers."""
+    """tanh MLP made of :class:`AgentLinear` layers.
+
+    ``body`` (linear, tanh, linear, ..., linear) holds the parameters and is the reference
+    function. :meth:`forward` computes the same function with each tanh's affine parts folded
+    into the neighbouring layers: tanh(z) = 2 sigmoid(2z) - 1, so a layer that feeds a tanh
+    gets weights and bias times 2, and a layer fed by one gets ``2 W`` and ``b - 1^T W``
+    (:meth:`folded_layers`). A hidden layer then costs one sigmoid pass instead of four
+    elementwise passes (``benchmarks/perf_cloud.py``); the outputs and parameter gradients
+    equal ``body``'s up to float rounding (``tests/test_fast_kernels.py``).
+    """
 
     def __init__(
         self, num_agents: int, in_dim: int, hidden: list[int], out_dim: int, shared: bool, out_gain: float
@@ -98,9 +112,39 @@ class AgentMLP(nn.Module):
             layers += [AgentLinear(num_agents, a, b, shared, math.sqrt(2.0)), Tanh()]
         layers.append(AgentLinear(num_agents, dims[-1], out_dim, shared, out_gain))
         self.body = nn.Sequential(*layers)
+        self.shared = shared
+
+    def folded_layers(self) -> list[tuple[Tensor, Tensor]]:
+        """Weights ``[n, in, out]`` and biases ``[n, out]`` of the sigmoid network equal to ``body``.
+
+        Computed from the parameters at each call (differentiable, a few small ops), so the
+        optimiser and the checkpoints see only ``body``'s parameters.
+        """
+        linears = [m for m in self.body if isinstance(m, AgentLinear)]
+        folded = []
+        for i, layer in enumerate(linears):
+            w, b = layer.weight, layer.bias
+            if i > 0:  # fed by 2 sigmoid - 1
+                w, b = 2.0 * w, b - w.sum(-2)
+            if i < len(linears) - 1:  # feeds tanh(z) = 2 sigmoid(2 z) - 1
+                w, b = 2.0 * w, 2.0 * b
+            folded.append((w, b))
+        return folded
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
+        return self.forward_from(x, self.folded_layers())
+
+    def forward_from(self, x: Tensor, folded: list[tuple[Tensor, Tensor]], first_done: bool = False) -> Tensor:
+        """The network on ``x`` through ``folded`` (:meth:`folded_layers`); with ``first_done``,
+        ``x`` is already the first layer's output (the option scorer computes it in two parts)."""
+        h = x
+        for i, (w, b) in enumerate(folded):
+            if i == 0 and first_done:
+                continue
+            if i > 0:
+                h = torch.sigmoid(h) if torch.is_grad_enabled() else h.sigmoid_()
+            h = _affine(h, w, b, self.shared)
+        return h
 
 
 class OptionScorer(nn.Module):
@@ -138,10 +182,10 @@ class OptionScorer(nn.Module):
         if self.shared:
             # First layer W [f_j, s] + b = W_f f_j + (W_s s + b): the common part once per agent,
             # not once per option (same parameters as the concatenated input; float rounding only).
-            first, rest = self.scorer.body[0], self.scorer.body[1:]
-            w, b = first.weight[0], first.bias[0]  # [F + S, H], [H]
+            folded = self.scorer.folded_layers()
+            w, b = folded[0][0][0], folded[0][1][0]  # [F + S, H], [H]
             hidden = torch.matmul(blocks, w[:f]).add_(nn.functional.linear(x[..., k * f :], w[f:].T, b).unsqueeze(-2))
-            return rest(hidden).squeeze(-1)
+            return self.scorer.forward_from(hidden, folded, first_done=True).squeeze(-1)
         common = x[..., k * f :].unsqueeze(-2).expand(*x.shape[:-1], k, x.shape[-1] - k * f)
         per_option = torch.cat([blocks, common], dim=-1)  # [..., (N,) K, F + S]
         # per-agent weights act on the agent axis: put it just before the features

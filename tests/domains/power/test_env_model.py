@@ -311,7 +311,8 @@ def test_overload_potential_charges_flows_beyond_their_limits(float64: None) -> 
 
     domain, env = make("case30", overload_potential=100.0, rating_scale=0.3)  # a congested case30
     model = domain.make_model()
-    assert isinstance(model, OverloadAwarePowerModel) and not model.gram_guidance
+    assert isinstance(model, OverloadAwarePowerModel) and model.nonquadratic_potential
+    assert model.gram_path(exact_difference=False) and not model.gram_path(exact_difference=True)
     ctx = context_after(env, steps=1)
     gen = torch.Generator().manual_seed(5)
     actions, mean = random_actions(env, gen, scale=2.0), random_actions(env, gen, scale=2.0)
@@ -332,3 +333,44 @@ def test_overload_potential_charges_flows_beyond_their_limits(float64: None) -> 
     leaf = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(model.potential(leaf, x_ref).sum(), leaf)
     torch.testing.assert_close(first, torch.einsum("end,ed->en", z, grad) * delta)
+
+
+@pytest.mark.parametrize("line_weight, balance_weight", [(1.0, 0.0), (3.0, 10.0)])
+def test_overload_gram_path_equals_the_backward_pass(line_weight: float, balance_weight: float, float64: None) -> None:
+    """First-order and pathwise weights of the overload potential from M (u - u_ref) plus the
+    overloaded lines' rows equal the backward pass through x; on a case with no overloaded line
+    the extra term is zero and the weights are the quadratic model's."""
+    domain, env = make("case30", overload_potential=100.0, rating_scale=0.3, line_weight=line_weight,
+                       balance_weight=balance_weight)  # fmt: skip
+    model = domain.make_model()
+    ctx = context_after(env, steps=1)
+    gen = torch.Generator().manual_seed(8)
+    actions, mean = random_actions(env, gen, scale=2.0), random_actions(env, gen, scale=2.0)
+    lines = model.state(actions, ctx)[:, 6 : 6 + 41]
+    assert int((lines.abs() > 1).sum()) > 0 and int((lines.abs() <= 1).sum()) > 0
+    extra = model.nonquadratic_gradient(actions, ctx)
+    assert float(extra.abs().max()) > 0
+    for mu in (None, mean):
+        fast = guidance_weights(model, actions, ctx, False, mean_action=mu)
+        slow = guidance_weights(model, actions, ctx, False, mean_action=mu, structured=False)
+        torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9 * float(slow.abs().max()))
+    uncongested, env_u = make("case30", overload_potential=100.0)
+    ctx_u = context_after(env_u, steps=1)
+    actions_u = random_actions(env_u, torch.Generator().manual_seed(9), scale=0.5)
+    assert float(uncongested.make_model().state(actions_u, ctx_u)[:, 6 : 6 + 41].abs().max()) <= 1
+    plain = make("case30")[0].make_model()
+    torch.testing.assert_close(guidance_weights(uncongested.make_model(), actions_u, ctx_u),
+                               guidance_weights(plain, actions_u, ctx_u))  # fmt: skip
+
+
+def test_a_gram_model_without_its_nonquadratic_gradient_is_named() -> None:
+    from guidedmarl_domains.power.model import PowerModel as Base
+
+    class Half(Base):
+        nonquadratic_potential = True
+
+    domain, env = make("case30")
+    ctx = context_after(env, steps=1)
+    actions = random_actions(env, torch.Generator().manual_seed(1))
+    with pytest.raises(NotImplementedError, match="Half sets nonquadratic_potential = True: implement"):
+        guidance_weights(Half(), actions, ctx)
