@@ -2,7 +2,7 @@
 
     python benchmarks/perf_power.py                                   # case9241, N = 1445, 1 thread
     python benchmarks/perf_power.py --case case118 --out perf-power-118
-    python benchmarks/perf_power.py --overload-potential 100 --out perf-power-1445-op100
+    python benchmarks/perf_power.py --overload-potential 0 --out perf-power-1445-op0   # the quadratic potential
 
 One process, the trainer built exactly as ``guidedmarl run --domain power`` builds it (default
 settings, one training environment). After a warm-up episode on every training scenario
@@ -14,9 +14,10 @@ the pool), it alternates ``--repeats`` training episodes with each guidance path
 * ``backward``: the generic path, a backward pass through the state x = [p/s, f/F, balance]
   (``gram_guidance = False``), as before 2026-12-02.
 
-With ``--overload-potential`` lambda > 0 the model is the overload-aware one: its Gram path adds
-the overload term's gradient through the rows of the lines beyond their limits (one product of
-the outputs with the PTDF per step for the flows).
+With the overload potential (``domain_config.overload_potential`` lambda > 0, the default 100;
+``--overload-potential`` sets it) the Gram path adds the overload term's gradient through the
+rows of the lines beyond their limits (one product of the outputs with the PTDF per step for
+the flows); with 0 it is the Gram matrix alone.
 
 For each: median training-episode seconds (rollout + PPO update), the rollout's own guidance
 timer (reference lookup + weights, summed over the episode's steps) and its share of the
@@ -51,14 +52,15 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
 
     config = RunConfig.model_validate(
         {"domain": "power", "episodes": 2, "envs": 1, "seed": 0, "threads": args.threads, "out": "/tmp/unused",
-         "domain_config": {"case": args.case, "overload_potential": args.overload_potential},
+         "domain_config": {"case": args.case, **({} if args.overload_potential is None
+                                                  else {"overload_potential": args.overload_potential})},
          "eval": {"test_scenarios": 1}}  # fmt: skip
     )
     domain, trainer = build(config)
     model = trainer.estimator.model
     seeds = domain.train_seeds(0, 1, config.seed)
     row: dict[str, object] = {"case": args.case, "N": domain.num_agents, "threads": torch.get_num_threads(),
-                              "overload_potential": args.overload_potential,
+                              "overload_potential": domain.settings.overload_potential,
                               "lines": int(domain.system.num_lines), "horizon": trainer.env.spec.horizon}  # fmt: skip
     trainer.train_episode(seeds)  # warm-up: solves and caches this scenario's reference
 
@@ -121,7 +123,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", default="pglib_opf_case9241_pegase", choices=sorted(CASE_AGENTS))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--overload-potential", type=float, default=0.0, help="domain_config.overload_potential")
+    parser.add_argument("--overload-potential", type=float, default=None,
+                        help="domain_config.overload_potential (default: the domain's)")
     parser.add_argument("--repeats", type=int, default=5, help="training episodes per guidance path")
     parser.add_argument("--out", default=None, help="results/<out> (default: perf-power-<N>)")
     args = parser.parse_args()

@@ -230,11 +230,16 @@ class Actor(nn.Module):
         if not self.discrete:
             self.log_std = nn.Parameter(torch.zeros(action_dim))
 
-    inference_chunk: int = 32_768
+    inference_chunk: int = 2_048
     """Without gradients, the network runs on at most this many agents' observations at a time
-    (packed ``[S, obs_dim]`` input): the option scorer's hidden layers hold S x K x hidden floats,
-    6.9 GB at once for an evaluation of 60 scenarios of 100,000 agents. Rows are independent,
-    so the outputs equal one pass's (``tests/test_fast_kernels.py``)."""
+    (packed ``[S, obs_dim]`` input). Why: the option scorer's hidden layers hold S x K x hidden
+    floats; with 2,048 agents, 8 options and 64 units a layer is 4 MiB and stays in the CPU's
+    cache between the matmul and the sigmoid, where 32,768 agents (64 MiB per layer) went to
+    memory on every pass: the forward over the 40 x 840 active agents of an evaluation step at
+    N = 1500 took 165-265 ms in chunks of 32,768 and 64-136 ms in chunks of 2,048
+    (``benchmarks/perf_cloud.py``). It also bounds memory: 60 scenarios of 100,000 agents at
+    once would hold 6.9 GB per hidden layer. Rows are independent, so the outputs equal one
+    pass's (``tests/test_fast_kernels.py``)."""
 
     def _net(self, obs: Tensor) -> Tensor:
         if torch.is_grad_enabled() or obs.dim() != 2 or obs.shape[0] <= self.inference_chunk:

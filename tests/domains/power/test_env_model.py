@@ -234,9 +234,11 @@ def test_balance_component_of_the_default_model(float64: None) -> None:
     dim = x.shape[1]
     closed = model.influence(actions, ctx).dense(dim)
     torch.testing.assert_close(closed, AnalyticalModel.influence(model, actions, ctx).dense(dim), rtol=1e-10, atol=1e-12)
-    # the first-order weight includes the balance term: w_b (b - b_ref) db/da_i
+    # the first-order weight includes the balance term w_b (b - b_ref) db/da_i, and (the default
+    # overload_potential, 100) the overload term's gradient on the lines beyond their limits
+    assert domain.settings.overload_potential == 100.0
     g = guidance_weights(model, actions, ctx)
-    expected = torch.einsum("end,ed->en", closed, (x - x_ref) * model.component_weights)
+    expected = torch.einsum("end,ed->en", closed, model.potential_gradient(x, x_ref) * model.component_weights)
     torch.testing.assert_close(g, expected)
 
 
@@ -246,7 +248,7 @@ def test_gram_guidance_equals_the_backward_pass(case: str, balance_weight: float
     """The Gram-matrix weights (LinearOutputModel) equal the generic backward pass through x for
     the pathwise g, the first-order and the exact-difference weights, with and without balance
     and with weighted line components."""
-    domain, env = make(case, balance_weight=balance_weight, line_weight=line_weight)
+    domain, env = make(case, balance_weight=balance_weight, line_weight=line_weight, overload_potential=0.0)
     model = domain.make_model()
     assert model.gram_guidance
     ctx = context_after(env, steps=2)
@@ -262,8 +264,8 @@ def test_gram_guidance_equals_the_backward_pass(case: str, balance_weight: float
 
 
 def test_line_weight_multiplies_the_flow_terms_of_the_potential(float64: None) -> None:
-    domain, env = make("case30", balance_weight=0.0, line_weight=4.0)
-    model, plain = domain.make_model(), make("case30", balance_weight=0.0)[0].make_model()
+    domain, env = make("case30", balance_weight=0.0, line_weight=4.0, overload_potential=0.0)
+    model, plain = domain.make_model(), make("case30", balance_weight=0.0, overload_potential=0.0)[0].make_model()
     ctx = context_after(env, steps=1)
     actions = random_actions(env, torch.Generator().manual_seed(3))
     x, x_ref = model.state(actions, ctx), model.reference(ctx)
@@ -275,7 +277,7 @@ def test_line_weight_multiplies_the_flow_terms_of_the_potential(float64: None) -
 
 
 def test_gram_guidance_in_float32_matches_within_rounding() -> None:
-    domain, env = make("case118")
+    domain, env = make("case118", overload_potential=0.0)
     model = domain.make_model()
     ctx = context_after(env, steps=2)
     gen = torch.Generator().manual_seed(12)
@@ -358,7 +360,7 @@ def test_overload_gram_path_equals_the_backward_pass(line_weight: float, balance
     ctx_u = context_after(env_u, steps=1)
     actions_u = random_actions(env_u, torch.Generator().manual_seed(9), scale=0.5)
     assert float(uncongested.make_model().state(actions_u, ctx_u)[:, 6 : 6 + 41].abs().max()) <= 1
-    plain = make("case30")[0].make_model()
+    plain = make("case30", overload_potential=0.0)[0].make_model()
     torch.testing.assert_close(guidance_weights(uncongested.make_model(), actions_u, ctx_u),
                                guidance_weights(plain, actions_u, ctx_u))  # fmt: skip
 
