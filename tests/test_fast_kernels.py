@@ -68,6 +68,26 @@ def test_folded_mlp_equals_its_linear_tanh_layers(depth: int, width: int, shared
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
 
+def test_folded_weights_are_kept_without_gradients_until_a_parameter_changes() -> None:
+    torch.manual_seed(1)
+    net = AgentMLP(1, 4, [6], 1, True, out_gain=1.0)
+    x = torch.randn(3, 1, 4)
+    with torch.no_grad():
+        first = net.folded_layers()
+        assert net.folded_layers() is first  # kept
+        before = net(x).clone()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net(x).sum().backward()
+    opt.step()  # in place: the version counters move
+    with torch.no_grad():
+        assert net.folded_layers() is not first
+        torch.testing.assert_close(net(x), net.body(x), atol=1e-6, rtol=0)
+        assert not torch.equal(net(x), before)
+        net.load_state_dict({k: torch.zeros_like(v) for k, v in net.state_dict().items()})
+        assert torch.equal(net(x), torch.zeros_like(before))
+    assert net.folded_layers()[0][0].requires_grad  # with gradients: recomputed, in the graph
+
+
 def test_folded_mlp_passes_gradcheck_and_keeps_its_input() -> None:
     torch.manual_seed(0)
     net = AgentMLP(1, 4, [6, 6], 1, True, out_gain=1.0).double()
