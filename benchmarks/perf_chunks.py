@@ -10,7 +10,10 @@ units, shared weights). Two measurements, each the median of ``--repeats`` alter
   ``Actor.inference_chunk`` set to each size (40 x 840 = the active agents of one evaluation
   step at N = 1500);
 * **update**: forward and backward of the summed logits over the same observations in
-  chunks of each size (the trainer's ``ppo.chunk_samples`` accumulates gradients this way).
+  chunks of each size (the trainer's ``ppo.chunk_samples`` accumulates gradients this way);
+* **fold**: at the default inference chunk, the scorer's forward (and forward + backward)
+  through its folded sigmoid layers (``AgentMLP.forward``, the default) against its
+  linear-tanh layers (``AgentMLP.body``, the same function as computed before 2026-12-03).
 
 Writes ``benchmarks/results/<out>/perf.json`` and ``perf.md``.
 """
@@ -52,11 +55,43 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
             for part in obs.split(size):
                 actor._net(part).sum().backward()
             update[size].append(time.perf_counter() - t0)
+    fold = _fold_comparison(actor, obs, args.repeats)
     return {
-        "agents": args.agents, "threads": args.threads, "repeats": args.repeats,
+        "agents": args.agents, "threads": args.threads, "repeats": args.repeats, "fold_ms": fold,
         "inference_ms": {s: 1e3 * statistics.median(v) for s, v in inference.items()},
         "update_ms": {s: 1e3 * statistics.median(v) for s, v in update.items()},
     }  # fmt: skip
+
+
+def _fold_comparison(actor, obs, repeats: int) -> dict[str, float]:
+    """Median ms of the option scorer through folded layers and through ``body`` (linear-tanh)."""
+    import torch
+
+    scorer = actor.net
+    k, f = scorer.num_options, scorer.option_features
+    first, rest = scorer.scorer.body[0], scorer.scorer.body[1:]
+
+    def tanh_layers(x):
+        blocks = x[..., : k * f].unflatten(-1, (k, f))
+        w, b = first.weight[0], first.bias[0]
+        hidden = torch.matmul(blocks, w[:f]).add_(torch.nn.functional.linear(x[..., k * f :], w[f:].T, b).unsqueeze(-2))
+        return rest(hidden).squeeze(-1)
+
+    chunk = actor.inference_chunk
+    paths = {"folded": scorer, "linear_tanh": tanh_layers}
+    times: dict[str, list[float]] = {f"{name}_{kind}": [] for name in paths for kind in ("inference", "update")}
+    for _ in range(repeats):
+        for name, net in paths.items():
+            with torch.no_grad():
+                t0 = time.perf_counter()
+                for part in obs.split(chunk):
+                    net(part)
+                times[f"{name}_inference"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for part in obs.split(chunk):
+                net(part).sum().backward()
+            times[f"{name}_update"].append(time.perf_counter() - t0)
+    return {key: 1e3 * statistics.median(v) for key, v in times.items()}
 
 
 def _markdown(row: dict[str, object], command: str) -> str:
@@ -73,6 +108,14 @@ def _markdown(row: dict[str, object], command: str) -> str:
     for size in inf:
         mib = min(int(size), int(row["agents"])) * 8 * 64 * 4 / 2**20
         lines.append(f"| {int(size):,} | {mib:.1f} | {inf[size]:.1f} | {upd[size]:.1f} |")
+    fold = row["fold_ms"]
+    assert isinstance(fold, dict)
+    lines += [
+        "", "At the default inference chunk, the scorer through folded sigmoid layers against linear-tanh layers:", "",
+        "| layers | inference, ms | forward + backward, ms |", "|---|---:|---:|",
+        f"| folded (default) | {fold['folded_inference']:.1f} | {fold['folded_update']:.1f} |",
+        f"| linear-tanh (before) | {fold['linear_tanh_inference']:.1f} | {fold['linear_tanh_update']:.1f} |",
+    ]  # fmt: skip
     lines += ["", f"medians of {row['repeats']} alternated passes"]
     return "\n".join(lines) + "\n"
 
