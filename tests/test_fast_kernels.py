@@ -59,10 +59,12 @@ def test_folded_mlp_equals_its_linear_tanh_layers(depth: int, width: int, shared
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.5)
     x = torch.randn(4, 3, 5, dtype=torch.float64)
-    torch.testing.assert_close(net(x), net.body(x), atol=1e-12, rtol=0)
-    with torch.no_grad():  # the in-place inference path
+    assert torch.equal(net(x), net.body(x))  # with gradients: the linear-tanh layers themselves
+    with torch.no_grad():  # the folded, in-place inference path
         torch.testing.assert_close(net(x), net.body(x), atol=1e-12, rtol=0)
-    grads = torch.autograd.grad(net(x).square().sum(), list(net.parameters()))
+    folded = net.forward_from(x, net.folded_layers())  # the folded layers, differentiated
+    torch.testing.assert_close(folded, net.body(x), atol=1e-12, rtol=0)
+    grads = torch.autograd.grad(folded.square().sum(), list(net.parameters()))
     ref = torch.autograd.grad(net.body(x).square().sum(), list(net.parameters()))
     for a, b in zip(grads, ref):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
@@ -92,7 +94,7 @@ def test_folded_mlp_passes_gradcheck_and_keeps_its_input() -> None:
     torch.manual_seed(0)
     net = AgentMLP(1, 4, [6, 6], 1, True, out_gain=1.0).double()
     x = torch.randn(5, 1, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(net, (x,))
+    assert torch.autograd.gradcheck(lambda v: net.forward_from(v, net.folded_layers()), (x,))
     before = x.detach().clone()
     with torch.no_grad():
         net(x.detach())

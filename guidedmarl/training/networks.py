@@ -93,13 +93,23 @@ class Tanh(nn.Module):
 class AgentMLP(nn.Module):
     """tanh MLP made of :class:`AgentLinear` layers.
 
-    ``body`` (linear, tanh, linear, ..., linear) holds the parameters and is the reference
-    function. :meth:`forward` computes the same function with each tanh's affine parts folded
+    ``body`` (linear, tanh, linear, ..., linear) holds the parameters and is what
+    :meth:`forward` computes with gradients (the PPO update). Without gradients (rollouts,
+    evaluation) :meth:`forward` computes the same function with each tanh's affine parts folded
     into the neighbouring layers: tanh(z) = 2 sigmoid(2z) - 1, so a layer that feeds a tanh
     gets weights and bias times 2, and a layer fed by one gets ``2 W`` and ``b - 1^T W``
     (:meth:`folded_layers`). A hidden layer then costs one sigmoid pass instead of four
-    elementwise passes (``benchmarks/perf_cloud.py``); the outputs and parameter gradients
-    equal ``body``'s up to float rounding (``tests/test_fast_kernels.py``).
+    elementwise passes (``benchmarks/perf_chunks.py``); the outputs equal ``body``'s up to
+    float rounding (``tests/test_fast_kernels.py``).
+
+    Why not in the update too: trained through the folded layers (commit 5845bdd), MAPPO on
+    MPE simple_spread (N = 3, the slow test of ``tests/test_mpe_guidance.py``) ended at -81.3,
+    -78.0 and -68.0 in seeds 0-2 against -67.0 +- 1.3 through ``body``, and cloud DG-PG at
+    N = 200 was 0.8 points lower over six seeds (docs/performance.md). The parameter gradients
+    agree to float32 rounding, and the first updates agree to 7 digits; we did not establish
+    why the runs drift apart (a candidate: the fold's gradient of W is 2 sigma^T delta - 1^T
+    delta, a difference of two large sums where tanh is near 0, whose rounding Adam scales
+    up for weights with near-zero gradients). The update gains nothing from the fold anyway.
     """
 
     def __init__(
@@ -145,6 +155,8 @@ class AgentMLP(nn.Module):
         return folded
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            return self.body(x)
         return self.forward_from(x, self.folded_layers())
 
     def forward_from(self, x: Tensor, folded: list[tuple[Tensor, Tensor]], first_done: bool = False) -> Tensor:
@@ -195,9 +207,14 @@ class OptionScorer(nn.Module):
         if self.shared:
             # First layer W [f_j, s] + b = W_f f_j + (W_s s + b): the common part once per agent,
             # not once per option (same parameters as the concatenated input; float rounding only).
-            folded = self.scorer.folded_layers()
-            w, b = folded[0][0][0], folded[0][1][0]  # [F + S, H], [H]
+            # With gradients through the linear-tanh layers, without through the folded ones
+            # (AgentMLP's docstring says why).
+            folded = None if torch.is_grad_enabled() else self.scorer.folded_layers()
+            first = self.scorer.body[0]
+            w, b = (first.weight[0], first.bias[0]) if folded is None else (folded[0][0][0], folded[0][1][0])
             hidden = torch.matmul(blocks, w[:f]).add_(nn.functional.linear(x[..., k * f :], w[f:].T, b).unsqueeze(-2))
+            if folded is None:
+                return self.scorer.body[1:](hidden).squeeze(-1)
             return self.scorer.forward_from(hidden, folded, first_done=True).squeeze(-1)
         common = x[..., k * f :].unsqueeze(-2).expand(*x.shape[:-1], k, x.shape[-1] - k * f)
         per_option = torch.cat([blocks, common], dim=-1)  # [..., (N,) K, F + S]

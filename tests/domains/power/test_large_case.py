@@ -44,6 +44,8 @@ def test_pglib_case_with_1445_generators() -> None:
     cols = torch.arange(1000, 1445 + 3000)  # outputs of the last 445 units and 3000 lines
     relaxed = actions.detach().clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(model.system_state(relaxed, ctx)[:, cols].sum(), relaxed)
-    dense = model.influence(actions, ctx).dense(1445 + 16049)[:, :, cols].sum(-1)
+    dim = model.system_state(actions, ctx).shape[1]  # outputs, lines and (default) the balance component
+    assert dim == 1445 + 16049 + 1
+    dense = model.influence(actions, ctx).dense(dim)[:, :, cols].sum(-1)
     torch.testing.assert_close(grad[..., 0], dense, rtol=1e-4, atol=1e-5)
     assert time.perf_counter() - start < 600
