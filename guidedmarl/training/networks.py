@@ -266,8 +266,8 @@ class Actor(nn.Module):
     floats; with 2,048 agents, 8 options and 64 units a layer is 4 MiB and stays in the CPU's
     cache between the matmul and the sigmoid, where 32,768 agents (64 MiB per layer) went to
     memory on every pass: the forward over the 40 x 840 active agents of an evaluation step at
-    N = 1500 took 175.8 ms in chunks of 32,768 and 91.5 ms in chunks of 2,048 (linear-tanh
-    layers; ``benchmarks/perf_chunks.py``, docs/performance.md). It also bounds memory: 60 scenarios of 100,000 agents at
+    N = 1500 took 175.8 ms in chunks of 32,768 and 91.5 ms in chunks of 2,048 (folded layers;
+    ``benchmarks/perf_chunks.py``, docs/performance.md). It also bounds memory: 60 scenarios of 100,000 agents at
     once would hold 6.9 GB per hidden layer. Rows are independent, so the outputs equal one
     pass's (``tests/test_fast_kernels.py``)."""
 
