@@ -16,8 +16,9 @@ the pool), it alternates ``--repeats`` training episodes with each guidance path
 
 With the overload potential (``domain_config.overload_potential`` lambda > 0, the default 100;
 ``--overload-potential`` sets it) the Gram path adds the overload term's gradient through the
-rows of the lines beyond their limits (one product of the outputs with the PTDF per step for
-the flows); with 0 it is the Gram matrix alone.
+rows of the lines beyond their limits, with the flows computed only for the lines some action of
+the period can take to their limit (from the pre-dispatch flows and the ramps); with 0 it is the
+Gram matrix alone.
 
 For each: median training-episode seconds (rollout + PPO update), the rollout's own guidance
 timer (reference lookup + weights, summed over the episode's steps) and its share of the
@@ -87,6 +88,8 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     fast = guidance_weights(model, actions, ctx, exact_difference=False, mean_action=mean)
     slow = guidance_weights(model, actions, ctx, exact_difference=False, mean_action=mean, structured=False)
     row["max_relative_difference"] = float((fast - slow).abs().max() / slow.abs().max())
+    reachable = model.reachable_lines(ctx) if hasattr(model, "reachable_lines") else None
+    row["reachable_lines"] = None if reachable is None else int(reachable.sum())
 
     new_seed = 10_000 + args.repeats
     t0 = time.perf_counter()
@@ -112,6 +115,9 @@ def _markdown(row: dict[str, object], command: str) -> str:
         f"{100 * b['guidance_share']:.1f} % |", "",
         f"* {row['horizon']} steps per episode; medians of the alternated repeats",
         f"* max |difference| of the two paths' weights over max |weight|: {row['max_relative_difference']:.2g}",
+        *([] if row["reachable_lines"] is None else [
+            f"* lines whose flows the overload term computed on that step (the others cannot reach their "
+            f"limit within one period's ramps): {row['reachable_lines']} of {row['lines']}"]),
         f"* reference of one new scenario (a day's DC-OPF, solved once per scenario and cached): "
         f"{row['reference_new_scenario_s']:.2f} s",
         f"* peak resident memory: {row['peak_rss_mib']:.0f} MiB",

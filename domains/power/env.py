@@ -140,6 +140,8 @@ class PowerEnv(MultiAgentVecEnv):
             flow_offset=self.flow_offset[:, self.t],
             rate=self.c["rate"],
             reference_output=self.reference[:, self.t],
+            pre_dispatch_flows=self.flows_pre,
+            ramp_reach=self.c["ramp_reach"],
         )
 
     def check_actions(self, actions: Any) -> Tensor:

@@ -66,6 +66,10 @@ class PowerContext:
         flow_offset: ``[E, L]`` demand flows f0 of the period.
         rate: ``[L]`` line limits F.
         reference_output: ``[E, G]`` reference dispatch of the period (exogenous).
+        pre_dispatch_flows: ``[E, L]`` flows of the previous outputs with this period's demand,
+            PTDF p^prev + f0 (optional; with ``ramp_reach`` it lets the overload term skip the
+            lines no action of this period can take to their limit).
+        ramp_reach: ``[L]`` sum_i |PTDF_li| R_i, the most this period's ramps can move a flow.
     """
 
     lower: Tensor
@@ -75,6 +79,8 @@ class PowerContext:
     flow_offset: Tensor
     rate: Tensor
     reference_output: Tensor
+    pre_dispatch_flows: Tensor | None = None
+    ramp_reach: Tensor | None = None
 
 
 def output_of(actions: Tensor, context: PowerContext) -> Tensor:
@@ -187,10 +193,14 @@ class OverloadAwarePowerModel(PowerModel):
     The extra term psi is not quadratic in the outputs. First-order weights keep the Gram path with
     its output gradient h = lambda w_f sum_l relu(|x_l| - 1) sign(x_l) PTDF[l] / F_l
     (:meth:`nonquadratic_gradient`): one product of the outputs with the PTDF for the flows, then
-    only the rows of the lines beyond their limits. Exact-difference weights take the generic path.
+    only the rows of the lines beyond their limits. Lines that no action of the period can take to
+    their limit (:meth:`reachable_lines`, from the pre-dispatch flows and the ramps) are left out of
+    that product. Exact-difference weights take the generic path.
     """
 
     nonquadratic_potential = True
+    REACH_MARGIN = 1e-4
+    """Relative margin below the limit at which :meth:`reachable_lines` still keeps a line."""
 
     def __init__(self, overload_potential: float, balance_weight: float = 0.0, num_generators: int = 0,
                  num_lines: int = 0, line_weight: float = 1.0) -> None:  # fmt: skip
@@ -199,6 +209,7 @@ class OverloadAwarePowerModel(PowerModel):
         mask = torch.zeros(num_generators + num_lines + (1 if balance_weight > 0 else 0))
         mask[num_generators : num_generators + num_lines] = 1.0
         self.line_mask = mask
+        self._rows_cache: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
     def _terms(self, x: Tensor, x_ref: Tensor, mask: Tensor) -> Tensor:
         over = torch.relu(x.abs() - 1.0)
@@ -212,15 +223,58 @@ class OverloadAwarePowerModel(PowerModel):
         over = torch.relu(x.abs() - 1.0) * torch.sign(x)
         return (x - x_ref) + self.overload_potential * self.line_mask.to(x.dtype) * over
 
+    def reachable_lines(self, context: PowerContext) -> Tensor | None:
+        """Mask ``[L]`` of the lines some environment's flow may reach its limit in this period.
+
+        Every output moves at most its ramp R_i from the previous one, so a flow lies within
+        ramp_reach of its pre-dispatch value: a line with |f_pre| + reach below its limit in every
+        environment cannot overload, and its overload term and gradient are zero whatever the
+        actions. The relative margin ``REACH_MARGIN`` keeps lines whose flow float rounding could
+        put at the limit. None without the context fields (every line is then computed).
+        """
+        if context.pre_dispatch_flows is None or context.ramp_reach is None:
+            return None
+        rate = context.rate.to(torch.float64)
+        reach = context.pre_dispatch_flows.to(torch.float64).abs() + context.ramp_reach.to(torch.float64)
+        return (reach >= rate * (1.0 - self.REACH_MARGIN)).any(0)
+
+    def _line_rows(self, context: PowerContext) -> tuple[Tensor, Tensor]:
+        """(line indices ``[K]``, their PTDF rows ``[K, G]``): a cached superset of the reachable lines.
+
+        The rows are gathered again only when a reachable line is missing from the cache, or
+        when the cache holds more than twice the lines needed now: with the slowly changing
+        loading of a day the copy is rare and the product reads a fraction of the PTDF.
+        """
+        ptdf = context.ptdf
+        need = self.reachable_lines(context)
+        if need is None:
+            return torch.arange(ptdf.shape[0]), ptdf
+        cache = self._rows_cache
+        if cache is not None and cache[0] is ptdf:
+            held = cache[1]
+            if not bool((need & ~held).any()) and int(held.sum()) <= 2 * max(int(need.sum()), 1):
+                return cache[2], cache[3]
+            need = need | held if int((need | held).sum()) <= 2 * max(int(need.sum()), 1) else need
+        lines = need.nonzero().squeeze(1)
+        rows = ptdf.index_select(0, lines)
+        self._rows_cache = (ptdf, need, lines, rows)
+        return lines, rows
+
     def nonquadratic_gradient(self, actions: Tensor, context: PowerContext) -> Tensor:
-        """h ``[E, G]`` (class docstring): the overload term's gradient in the outputs (p.u.)."""
+        """h ``[E, G]`` (class docstring): the overload term's gradient in the outputs (p.u.).
+
+        Flows are computed for the reachable lines only (:meth:`reachable_lines`); the others
+        contribute zero.
+        """
         p = output_of(actions, context)
-        ptdf, rate = context.ptdf, context.rate.to(context.ptdf.dtype)
-        x_lines = (p.to(ptdf.dtype) @ ptdf.T + context.flow_offset.to(ptdf.dtype)) / rate  # [E, L]
+        lines, ptdf = self._line_rows(context)
+        rate = context.rate.to(ptdf.dtype)[lines]
+        offset = context.flow_offset.to(ptdf.dtype)[:, lines]
+        x_lines = (p.to(ptdf.dtype) @ ptdf.T + offset) / rate  # [E, K]
         over = torch.relu(x_lines.abs() - 1.0) * torch.sign(x_lines)
-        lines = over.ne(0).any(0).nonzero().squeeze(1)  # lines beyond their limit in some environment
+        hit = over.ne(0).any(0).nonzero().squeeze(1)  # lines beyond their limit in some environment
         scale = self.overload_potential * self.line_weight
-        return (scale * over[:, lines] / rate[lines]) @ ptdf[lines]
+        return (scale * over[:, hit] / rate[hit]) @ ptdf[hit]
 
     def sparse_potential_drop(self, x: Tensor, x_ref: Tensor, z: SparseInfluence, step: Tensor) -> Tensor:
         xg, rg = z.gather(x), z.gather(x_ref)

@@ -101,7 +101,8 @@ class PowerSystem:
 
     def tensors(self, dtype: torch.dtype) -> dict[str, Tensor]:
         """Constant per-case tensors in ``dtype`` (cached): ptdf ``[L, G]``, rate ``[L]``,
-        scale, pmin, pmax, ramp, cost_q, cost_l, cost_c ``[G]``."""
+        scale, pmin, pmax, ramp, cost_q, cost_l, cost_c ``[G]``, and ramp_reach ``[L]``,
+        sum_i |PTDF_li| R_i (p.u.): the most one period's ramps can move each line's flow."""
         if dtype not in self._tensors:
             c, net = self.case, self.network
             arrays = {
@@ -114,6 +115,7 @@ class PowerSystem:
                 "cost_q": c.cost_q,
                 "cost_l": c.cost_l,
                 "cost_c": c.cost_c,
+                "ramp_reach": np.abs(net.ptdf_gen) @ self.ramp,
             }
             self._tensors[dtype] = {k: torch.as_tensor(np.array(v), dtype=dtype) for k, v in arrays.items()}
         return self._tensors[dtype]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pypower.api import case30, ext2int
 from pypower.makePTDF import makePTDF
 
@@ -376,3 +379,73 @@ def test_a_gram_model_without_its_nonquadratic_gradient_is_named() -> None:
     actions = random_actions(env, torch.Generator().manual_seed(1))
     with pytest.raises(NotImplementedError, match="Half sets nonquadratic_potential = True: implement"):
         guidance_weights(Half(), actions, ctx)
+
+
+_SCREEN_DOMAINS: dict[float, tuple[PowerDomain, PowerEnv]] = {}
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(
+    rating_scale=st.sampled_from([0.3, 0.5, 0.7]),
+    steps=st.integers(0, 5),
+    seed=st.integers(0, 2**16),
+    action_scale=st.sampled_from([0.5, 2.0, 20.0]),
+)
+def test_line_screening_keeps_every_line_an_action_can_overload(
+    rating_scale: float, steps: int, seed: int, action_scale: float
+) -> None:
+    """The overload gradient computed on the reachable lines only (|f_pre| + ramp reach at the
+    limit) equals the one over every line, and every line beyond its limit is among them, for
+    actions anywhere in the ramp window (large scales saturate at its ends)."""
+    if rating_scale not in _SCREEN_DOMAINS:
+        _SCREEN_DOMAINS[rating_scale] = make("case30", overload_potential=100.0, rating_scale=rating_scale)
+    domain, env = _SCREEN_DOMAINS[rating_scale]
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = domain.make_model()
+        gen = torch.Generator().manual_seed(seed)
+        env.reset(list(range(env.num_envs)))
+        for _ in range(steps):
+            env.step(random_actions(env, gen, scale=action_scale))
+        ctx = env.model_context()
+        actions = random_actions(env, gen, scale=action_scale)
+        reachable = model.reachable_lines(ctx)
+        assert reachable is not None and reachable.shape == (env.system.num_lines,)
+        g = env.spec.num_agents
+        lines = model.state(actions, ctx)[:, g : g + env.system.num_lines]
+        assert not bool(((lines.abs() >= 1).any(0) & ~reachable).any())
+        unscreened = dataclasses.replace(ctx, pre_dispatch_flows=None, ramp_reach=None)
+        assert model.reachable_lines(unscreened) is None
+        torch.testing.assert_close(
+            model.nonquadratic_gradient(actions, ctx), model.nonquadratic_gradient(actions, unscreened),
+            rtol=1e-12, atol=1e-12,
+        )
+    finally:
+        torch.set_default_dtype(old)
+
+
+def test_line_screening_drops_lines_and_follows_a_day(float64: None) -> None:
+    """Over a day of a moderately congested case30 the screen leaves lines out (that is its point),
+    the cached rows follow the loading (each step equals the unscreened gradient) and an
+    uncongested period needs no line at all."""
+    domain, env = make("case30", overload_potential=100.0, rating_scale=0.5)
+    model = domain.make_model()
+    gen = torch.Generator().manual_seed(4)
+    env.reset(list(range(env.num_envs)))
+    kept = []
+    for _ in range(env.spec.horizon):
+        ctx = env.model_context()
+        actions = random_actions(env, gen, scale=2.0)
+        kept.append(int(model.reachable_lines(ctx).sum()))
+        unscreened = dataclasses.replace(ctx, pre_dispatch_flows=None, ramp_reach=None)
+        torch.testing.assert_close(model.nonquadratic_gradient(actions, ctx),
+                                   model.nonquadratic_gradient(actions, unscreened), rtol=1e-12, atol=1e-12)  # fmt: skip
+        env.step(actions)
+    assert 0 < min(kept) and max(kept) < env.system.num_lines
+    loose, env_l = make("case30", overload_potential=100.0)
+    env_l.reset([0, 1, 2])
+    ctx = env_l.model_context()
+    assert int(loose.make_model().reachable_lines(ctx).sum()) == 0
+    h = loose.make_model().nonquadratic_gradient(random_actions(env_l, gen), ctx)
+    assert h.shape == (3, 6) and float(h.abs().max()) == 0.0
