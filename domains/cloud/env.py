@@ -80,6 +80,7 @@ class CloudEnv(MultiAgentVecEnv):
         self._last_seeds: tuple[int, ...] | None = None
         self._warm: tuple[tuple[int, ...], Scenario, Tensor, dict[str, object]] | None = None
         self._log_max_duration = math.log1p(settings.workload.max_duration)
+        self._candidate_capacity = self.capacity[candidates]  # [N, K, 2]
 
     # ----------------------------------------------------------------- jobs of the current step
     def _index(self) -> int:
@@ -192,6 +193,13 @@ class CloudEnv(MultiAgentVecEnv):
         return self.sim.dispatch(server.squeeze(-1), sc.active[:, s], sc.cpu[:, s], sc.mem[:, s], sc.duration[:, s])
 
     def _observe(self, reward: Tensor, done: Tensor, info: dict[str, Tensor]) -> Step:
+        """Observations (module docstring), written into one ``[E, N, 9K + 5]`` tensor.
+
+        The per-server numbers, including the free share 1 - running - queued, are gathered to the
+        candidates in one pass; the headroom (free share minus the job's demand over the
+        candidate's capacity) and the fit flag are then written in place: the same float32
+        operations in the same order as the formulas, with no concatenated temporaries.
+        """
         sc = self._require_scenario()
         e, (n, k) = self.num_envs, self.candidates.shape
         s = min(self._index(), sc.num_steps - 1)
@@ -201,23 +209,20 @@ class CloudEnv(MultiAgentVecEnv):
         active = sc.active[:, s]
         demand = torch.stack([sc.cpu[:, s], sc.mem[:, s]], dim=-1)  # [E, N, 2]
 
-        per_server = torch.cat([running, queued, (cap / cap.new_tensor([16.0, 128.0])).expand(e, -1, -1)], dim=-1)
-        cand = per_server[:, self.candidates]  # [E, N, K, 6]
-        cand_cap = cap[self.candidates]  # [N, K, 2]
-        headroom = 1.0 - cand[..., 0:2] - cand[..., 2:4] - demand.unsqueeze(2) / cand_cap  # [E, N, K, 2]
-        fits = (headroom >= 0).all(dim=-1, keepdim=True).float()
-        job = torch.stack(
-            [
-                demand[..., 0] / 4.0,
-                demand[..., 1] / 8.0,
-                torch.log1p(sc.duration[:, s].float()) / self._log_max_duration,
-                active.float(),
-                torch.full((e, n), self.t / self.spec.horizon, device=self.device),
-            ],
-            dim=-1,
-        )
-        obs = torch.cat([cand, fits, headroom], dim=-1).reshape(e, n, k * CANDIDATE_FEATURES)
-        obs = torch.cat([obs, job], dim=-1)
+        free = (1.0 - running) - queued  # [E, M, 2]
+        per_server = torch.cat([running, queued, (cap / cap.new_tensor([16.0, 128.0])).expand(e, -1, -1), free], dim=-1)
+        cand = per_server[:, self.candidates]  # [E, N, K, 8]
+        obs = torch.empty(e, n, k * CANDIDATE_FEATURES + JOB_FEATURES, device=self.device)
+        per_cand = obs[..., : k * CANDIDATE_FEATURES].view(e, n, k, CANDIDATE_FEATURES)
+        per_cand[..., 0:6] = cand[..., 0:6]
+        headroom = per_cand[..., 7:9]
+        torch.sub(cand[..., 6:8], demand.unsqueeze(2) / self._candidate_capacity, out=headroom)  # [E, N, K, 2]
+        per_cand[..., 6] = (headroom >= 0).all(dim=-1)
+        job = obs[..., k * CANDIDATE_FEATURES :]
+        torch.div(demand, demand.new_tensor([4.0, 8.0]), out=job[..., 0:2])
+        torch.div(torch.log1p(sc.duration[:, s].float()), self._log_max_duration, out=job[..., 2])
+        job[..., 3] = active
+        job[..., 4] = self.t / self.spec.horizon
 
         committed = running + queued
         offered = sc.offered_load[:, s] / cap.sum(dim=0)
