@@ -21,10 +21,22 @@ measured peaks); the check refuses a run only when the estimate exceeds the memo
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from guidedmarl.errors import ConfigError
+
+def peak_resident_mib() -> float | None:
+    """Peak resident set size of this process so far (MiB), from ``getrusage``; None where the
+    platform has no ``resource`` module (Windows). Linux reports KiB, macOS bytes."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
 
 BASE_BYTES = 400 * 2**20
 """Python, torch and the libraries, rounded up from the measured 0.38 GB of a tiny run."""

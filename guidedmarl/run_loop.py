@@ -26,6 +26,7 @@ from guidedmarl.evaluation import EvalResult, evaluate_heuristic, run_policy
 from guidedmarl.heuristic_cache import cached_heuristics, code_fingerprint
 from guidedmarl.learners import preset_label
 from guidedmarl.loggers import Logger
+from guidedmarl.memory import peak_resident_mib
 from guidedmarl.plotting import plot_learning_curve
 from guidedmarl.rundir import CHECKPOINT, write_status
 from guidedmarl.training import rng
@@ -203,7 +204,7 @@ class RunLoop:
             "actor": type(self.trainer.actor.net).__name__,
             "final_test_reward_other_mode": other,
             "baselines": {k: v.mean for k, v in baselines.items()}, "baselines_from_cache": self.heuristics_from_cache,
-            "seconds": seconds, "train_seconds": st.seconds,
+            "seconds": seconds, "train_seconds": st.seconds, "peak_rss_mib": peak_resident_mib(),
         }  # fmt: skip
         shown = self.domain.plot_baselines or tuple(baselines)
         plot_learning_curve(

@@ -37,6 +37,7 @@ def test_run_writes_config_metrics_and_plot(tmp_path: Path) -> None:
     assert config["domain_config"]["reference_layer"] == "waterfill"  # defaults resolved
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["baselines"]) == set(HEURISTICS)  # every rule of the domain, evaluated on the test scenarios
+    assert summary["peak_rss_mib"] > 100  # this process's peak so far (MiB): Python with torch is above 100
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -40,7 +40,7 @@ def _numbers(rows: list[dict[str, float]]) -> list[dict[str, float]]:
 
 def _summary_numbers(out: Path) -> dict[str, object]:
     s = json.loads((out / "summary.json").read_text())
-    return {k: v for k, v in s.items() if k not in ("seconds", "train_seconds", "updated")}
+    return {k: v for k, v in s.items() if k not in ("seconds", "train_seconds", "peak_rss_mib", "updated")}
 
 
 @pytest.fixture(scope="module")
