@@ -72,7 +72,9 @@ class CloudEnv(MultiAgentVecEnv):
             mean_field_features=2 * k,
             option_features=CANDIDATE_FEATURES,
         )
-        self.sim = ClusterSimulator(fleet.cpu, fleet.mem, num_envs)
+        # the simulator's per-dispatch value checks are done once per scenario instead
+        # (:meth:`_check_scenario`); chosen servers are candidates, and actions are checked
+        self.sim = ClusterSimulator(fleet.cpu, fleet.mem, num_envs, validate=False)
         self.scenario: Scenario | None = None
         self.t = 0
         # the evaluation environments reset to the same seeds at every evaluation: the state
@@ -121,6 +123,7 @@ class CloudEnv(MultiAgentVecEnv):
         self.scenario = generate_scenarios(
             seeds, self.spec.num_agents, s.horizon, s.warmup, self.fleet.total_cpu, s.workload, self.device
         )
+        self._check_scenario(self.scenario)
         self.sim.reset()
         self._mean_rate = self.scenario.arrival_rate[:, s.warmup :].mean(dim=1).clamp_min(1e-6)  # [E]
         # warm-up: fill the cluster with the least-loaded rule so episodes start in steady state
@@ -132,6 +135,30 @@ class CloudEnv(MultiAgentVecEnv):
             choice = warm(ClusterView.of(self.sim, self.candidates), jobs)
             self._dispatch(choice, w)
             self.sim.tick()
+
+    def _check_scenario(self, sc: Scenario) -> None:
+        """Every job of the scenario, warm-up included, is valid for any candidate it may be sent
+        to: positive vCPU and GiB, a duration of at least one step, and small enough for the
+        smallest of the agent's candidates (a job larger than its server would block that queue
+        forever). One pass over the scenario per reset, in place of checks at every dispatch."""
+        active = sc.active
+        if not bool(active.any()):
+            return
+        cpu, mem, duration = sc.cpu[active], sc.mem[active], sc.duration[active]
+        if not (bool((cpu > 0).all()) and bool((mem > 0).all())):
+            raise ValueError("the scenario has active jobs with non-positive vCPU or GiB demand")
+        if not bool((duration >= 1).all()):
+            raise ValueError("the scenario has active jobs with a duration below one step")
+        smallest = self._candidate_capacity.amin(dim=1)  # [N, 2]: each agent's smallest candidate
+        agent = active.nonzero()[:, 2]
+        too_big = (cpu.double() > smallest[agent, 0].double() + 1e-9) | (mem.double() > smallest[agent, 1].double() + 1e-9)
+        if bool(too_big.any()):
+            worst = int(too_big.nonzero()[0, 0])
+            raise ValueError(
+                f"agent {int(agent[worst])} gets a job of {float(cpu[worst]):g} vCPU, {float(mem[worst]):g} GiB that exceeds "
+                f"the capacity of one of its candidate servers ({float(smallest[agent[worst], 0]):g} vCPU, "
+                f"{float(smallest[agent[worst], 1]):g} GiB): it could never start there"
+            )
 
     def model_context(self) -> CloudContext:
         jobs = self.current_jobs()

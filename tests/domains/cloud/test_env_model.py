@@ -657,3 +657,31 @@ def test_the_episode_reference_is_solved_once_and_equals_the_per_step_reference(
         # per step: the plain and the changed context; once per episode: every step of the scenario
         assert calls[before:].count(2 * 2 * steps) == 1
         assert len(calls[before:]) == 1 + 3 * env.spec.horizon
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda sc: sc.cpu.__setitem__(sc.active, 64.0), "exceeds the capacity of one of its candidate servers"),
+        (lambda sc: sc.mem.__setitem__(sc.active, -1.0), "non-positive vCPU or GiB"),
+        (lambda sc: sc.duration.__setitem__(sc.active, 0), "duration below one step"),
+    ],
+)
+def test_invalid_scenario_jobs_are_refused_at_reset(monkeypatch: pytest.MonkeyPatch, edit, message: str) -> None:
+    """The simulator's value checks run once per scenario (at reset), not at every dispatch: a job
+    that could never start, or a malformed one, is named before any step."""
+    import guidedmarl_domains.cloud.env as cloud_env
+
+    real = cloud_env.generate_scenarios
+
+    def broken(*args, **kwargs):
+        sc = real(*args, **kwargs)
+        edit(sc)
+        return sc
+
+    env = small_domain().make_env(2)
+    assert not env.sim.validate
+    env.reset([0, 1])  # the real scenarios pass
+    monkeypatch.setattr(cloud_env, "generate_scenarios", broken)
+    with pytest.raises(ValueError, match=message):
+        env.reset([2, 3])
