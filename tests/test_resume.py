@@ -53,8 +53,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _start_and_signal(out: Path, sig: int, after_episodes: int) -> subprocess.Popen[bytes]:
     """Start the run in a subprocess; send ``sig`` once it has finished ``after_episodes`` episodes."""
+    # the child starts with SIGINT at its default even where pytest itself runs with it ignored
+    # (a background job of a shell without job control): Python then turns it into KeyboardInterrupt
     proc = subprocess.Popen(_cli("run", *ARGS, "--out", str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=ENV)  # fmt: skip
+                            env=ENV, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         try:
