@@ -249,12 +249,14 @@ class OverloadAwarePowerModel(PowerModel):
         need = self.reachable_lines(context)
         if need is None:
             return torch.arange(ptdf.shape[0]), ptdf
-        cache = self._rows_cache
-        if cache is not None and cache[0] is ptdf:
-            held = cache[1]
-            if not bool((need & ~held).any()) and int(held.sum()) <= 2 * max(int(need.sum()), 1):
-                return cache[2], cache[3]
-            need = need | held if int((need | held).sum()) <= 2 * max(int(need.sum()), 1) else need
+        limit = 2 * max(int(need.sum()), 1)
+        if self._rows_cache is not None and self._rows_cache[0] is ptdf:
+            held = self._rows_cache[1]
+            merged = need | held
+            if bool(merged.eq(held).all()) and int(held.sum()) <= limit:  # the cache covers what is needed
+                return self._rows_cache[2], self._rows_cache[3]
+            if int(merged.sum()) <= limit:
+                need = merged
         lines = need.nonzero().squeeze(1)
         rows = ptdf.index_select(0, lines)
         self._rows_cache = (ptdf, need, lines, rows)
