@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Normal
 
-from guidedmarl.errors import TrainingError
+from guidedmarl.env import EnvSpec
+from guidedmarl.errors import ConfigError, TrainingError
 from guidedmarl.finite import all_finite, count_nonfinite
 
 
@@ -367,3 +368,19 @@ class LocalCritic(nn.Module):
 
     def forward(self, state: Tensor, obs: Tensor) -> Tensor:
         return self.net(obs).squeeze(-1)
+
+
+def actor_option_features(actor: str, spec: EnvSpec) -> int:
+    """F of the option-scorer actor for ``ppo.actor`` on ``spec``, or 0 for a plain MLP.
+
+    ``"auto"`` uses the option scorer exactly where the environment declares per-option
+    features; ``"option_scorer"`` on an environment that does not is a :class:`ConfigError`.
+    """
+    if actor == "mlp":
+        return 0
+    if actor == "option_scorer" and not spec.option_features:
+        raise ConfigError(
+            "ppo.actor = 'option_scorer' needs an environment whose EnvSpec declares option_features "
+            "(per-option blocks of its observation); this one does not: use ppo.actor = 'mlp' or 'auto'"
+        )
+    return spec.option_features

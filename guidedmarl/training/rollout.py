@@ -13,6 +13,9 @@ shipped domain) that is all: every environment ends at the horizon. For auto-res
 environments (``EnvSpec.auto_reset``) the loop also keeps, per environment, where its
 episodes end, whether each end was terminal, the last step of every truncated episode (for
 the learner's bootstrap), and the return of every completed episode.
+
+:class:`Rollout` is the trainer's view of one such episode: the :class:`Trajectory` with the
+policy's, critic's and estimator's records unpacked into the tensors the PPO update reads.
 """
 
 from __future__ import annotations
@@ -273,3 +276,31 @@ def rollout(
         return Trajectory(records, torch.stack(rewards), returns, info, seconds, step, per_agent)
     return Trajectory(records, torch.stack(rewards), book.returns(), info, seconds, step, per_agent,
                       torch.stack(book.dones), torch.stack(book.terminated), book.finals, book.episode_returns)  # fmt: skip
+
+
+@dataclass
+class Rollout:
+    """One episode of every parallel environment as the PPO update reads it; leading dims ``[T, E]``
+    (built by :meth:`guidedmarl.training.trainer.Trainer.collect`)."""
+
+    obs: Tensor  # [T, E, N, obs_dim]
+    state: Tensor  # [T, E, state_dim]
+    active: Tensor  # [T, E, N] bool
+    actions: Tensor  # [T, E, N] or [T, E, N, action_dim]
+    log_probs: Tensor  # [T, E, N]
+    values: Tensor  # [T, E] (central critic) or [T, E, N] (per-agent), in reward units
+    rewards: Tensor  # [T, E]
+    critic_inputs: dict[str, Tensor]  # the critic's extra inputs, [T, E, ...] each
+    estimator_records: dict[str, Tensor]  # what the estimator stored, [T, E, N] each
+    info: dict[str, float]
+    seconds: dict[str, float]
+    agent_rewards: Tensor | None = None  # [T, E, N] where the environment rewards agents apart
+    action_mask: Tensor | None = None  # [T, E, N, A] allowed options, where the environment gives them
+    dones: Tensor | None = None  # [T, E] auto-reset environments: an episode ended with step t
+    bootstrap: Tensor | None = None  # like values: value of the ended episode's last state at truncations, else 0
+    next_value: Tensor | None = None  # like values[0]: value after the last step (an episode cut by the rollout)
+
+    @property
+    def guidance(self) -> Tensor | None:
+        """The guidance weights g ``[T, E, N]`` when the estimator recorded them."""
+        return self.estimator_records.get("guidance")

@@ -21,69 +21,25 @@ MAPPO's critic with another estimator, and with alpha = 0 the two give identical
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from guidedmarl.analytical.model import AnalyticalModel
-from guidedmarl.env import EnvSpec, MultiAgentVecEnv, Step
-from guidedmarl.errors import ConfigError, TrainingError
+from guidedmarl.env import MultiAgentVecEnv, Step
+from guidedmarl.errors import TrainingError
 from guidedmarl.finite import all_finite
 from guidedmarl.guidance.estimator import ESTIMATORS, AdvantageEstimator, StepInputs
 from guidedmarl.training.critics import CRITICS, Critic
-from guidedmarl.training.networks import Actor
+from guidedmarl.training.networks import Actor, actor_option_features
 from guidedmarl.training.advantages import _require_finite, _weighted_mean, compute_gae, explained_variance
-from guidedmarl.training.rollout import Action, StepView, Trajectory, rollout
+from guidedmarl.training.rollout import Action, Rollout, StepView, Trajectory, rollout
 from guidedmarl.training.value_norm import ValueNormalizer
 
 if TYPE_CHECKING:  # the config modules import the registries this module fills
     from guidedmarl.config import PPOConfig
     from guidedmarl.learners import LearnerConfig
-
-
-@dataclass
-class Rollout:
-    """One episode of every parallel environment; leading dims ``[T, E]``."""
-
-    obs: Tensor  # [T, E, N, obs_dim]
-    state: Tensor  # [T, E, state_dim]
-    active: Tensor  # [T, E, N] bool
-    actions: Tensor  # [T, E, N] or [T, E, N, action_dim]
-    log_probs: Tensor  # [T, E, N]
-    values: Tensor  # [T, E] (central critic) or [T, E, N] (per-agent), in reward units
-    rewards: Tensor  # [T, E]
-    critic_inputs: dict[str, Tensor]  # the critic's extra inputs, [T, E, ...] each
-    estimator_records: dict[str, Tensor]  # what the estimator stored, [T, E, N] each
-    info: dict[str, float]
-    seconds: dict[str, float]
-    agent_rewards: Tensor | None = None  # [T, E, N] where the environment rewards agents apart
-    action_mask: Tensor | None = None  # [T, E, N, A] allowed options, where the environment gives them
-    dones: Tensor | None = None  # [T, E] auto-reset environments: an episode ended with step t
-    bootstrap: Tensor | None = None  # like values: value of the ended episode's last state at truncations, else 0
-    next_value: Tensor | None = None  # like values[0]: value after the last step (an episode cut by the rollout)
-
-    @property
-    def guidance(self) -> Tensor | None:
-        """The guidance weights g ``[T, E, N]`` when the estimator recorded them."""
-        return self.estimator_records.get("guidance")
-
-
-def actor_option_features(actor: str, spec: EnvSpec) -> int:
-    """F of the option-scorer actor for ``ppo.actor`` on ``spec``, or 0 for a plain MLP.
-
-    ``"auto"`` uses the option scorer exactly where the environment declares per-option
-    features; ``"option_scorer"`` on an environment that does not is a :class:`ConfigError`.
-    """
-    if actor == "mlp":
-        return 0
-    if actor == "option_scorer" and not spec.option_features:
-        raise ConfigError(
-            "ppo.actor = 'option_scorer' needs an environment whose EnvSpec declares option_features "
-            "(per-option blocks of its observation); this one does not: use ppo.actor = 'mlp' or 'auto'"
-        )
-    return spec.option_features
 
 
 class Trainer:
