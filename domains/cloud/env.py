@@ -33,7 +33,7 @@ from .heuristics import ClusterView, Jobs, LeastLoaded
 from .model import CloudContext
 from .settings import CloudSettings
 from .simulator import ClusterSimulator
-from .workload import Scenario, generate_scenarios
+from .scenarios import Scenario, generate_scenarios
 
 CANDIDATE_FEATURES = 9
 JOB_FEATURES = 5

@@ -16,14 +16,13 @@ from guidedmarl_domains.cloud.fleet import (
     make_candidate_sets,
     make_fleet,
 )
+from guidedmarl_domains.cloud.scenarios import generate_scenarios, offered_load
 from guidedmarl_domains.cloud.workload import (
     MAX_JOB_CPU,
     MAX_JOB_MEM,
     WorkloadConfig,
-    generate_scenarios,
     job_moments,
     large_duration_mean_capped,
-    offered_load,
     sample_jobs,
     small_duration_mean_capped,
 )
