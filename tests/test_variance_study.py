@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 from typer.testing import CliRunner
 
 from guidedmarl import RunConfig
@@ -44,6 +45,9 @@ def _check_outputs(out: Path, agents: list[int]) -> dict:
         assert set(doc["fits"][quantity]) == set(ESTIMATORS)
     md = (out / "variance.md").read_text()
     assert "| N | estimator | variance | std error | relative variance |" in md
+    assert "| N | weight of (b) | bias / gradient | bootstrap 95 % | cosine |" in md
+    assert [b["N"] for b in doc["first_order_bias"]] == agents
+    assert all(math.isfinite(b["first_order_bias_relative"]) for b in doc["first_order_bias"])
     info = (out / "command.txt").read_text()
     assert "cpu_count:" in info and "torch:" in info and "torch_threads:" in info
     return doc
@@ -90,6 +94,12 @@ def test_cli_study_variance(tmp_path: Path) -> None:
     assert doc["resolved"]["alpha"] == 0.5 and doc["resolved"]["steps"] == 4
     assert doc["settings"]["reward_units"] == "mean"
     assert "--agents 4,8" in (out / "command.txt").read_text()
+    without = tmp_path / "without-bias"
+    result = runner.invoke(app, [*args[:-1], str(without), "--no-first-order-bias"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((without / "variance.json").read_text())["first_order_bias"] == []
+    assert "First-order bias" not in (without / "variance.md").read_text()
+    assert _rows(without) == _rows(out)  # the variance rows do not depend on the extra weight
 
     bad = runner.invoke(app, ["study", "variance", "--rollouts", "7", "--scenarios", "2", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "multiple of scenarios" in bad.output
@@ -311,3 +321,57 @@ def test_continuous_guidance_is_the_trainers_weight_with_the_policy_mean(monkeyp
         assert not torch.allclose(raw.reshape(batch.guidance[t].shape), batch.guidance[t])
     # and the score is the Gaussian one, (a - mu) / sigma^2
     assert batch.scores.shape == (steer.HORIZON, 16, steer.N, 1)
+
+
+# ------------------------------------------------------------------ first-order bias
+def test_both_weight_kinds_differ_by_half_the_squared_influence_on_bins(bins) -> None:
+    """With the quadratic potential g_i - D_i = 1/2 ||z_i||^2 = 1/2 (size_i / capacity_a)^2 sample by sample.
+
+    The sizes are replayed from the same scenario seeds (they do not depend on the actions), the
+    chosen option is where the logit score onehot - pi is positive.
+    """
+    _, trainer = build(RunConfig(domain="bins", agents=8, envs=4, seed=2))
+    seeds, steps = [11, 11, 12, 12], 3
+    batch = measure.collect(trainer, trainer.env, seeds, steps, both_kinds=True)
+    assert batch.first_order is not None and batch.exact_difference is not None
+    torch.testing.assert_close(batch.guidance, batch.first_order)  # preset dgpg trains on the first-order weight
+    env = bins.BinsEnv(4, 8, bins.BinsSettings())
+    env.reset(seeds)
+    for t in range(steps):
+        chosen = batch.scores[t].argmax(-1)
+        half_sq = 0.5 * (env.sizes / env.capacity[chosen]).square()
+        torch.testing.assert_close(batch.first_order[t] - batch.exact_difference[t], half_sq.to(batch.guidance.dtype))
+        env.step(chosen)
+
+
+def _synthetic_batch(u: Tensor, v: Tensor, rollouts: int, seed: int) -> measure.Batch:
+    """Scores s ~ N(0, 1) and weights D = <s, u_i> + noise, g = D + <s, v_i>: E[s D] = u_i, E[s (g - D)] = v_i."""
+    gen = torch.Generator().manual_seed(seed)
+    n, k = u.shape
+    s = torch.randn(1, rollouts, n, k, generator=gen, dtype=torch.float64)
+    d = (s * u).sum(-1) + 0.5 * torch.randn(1, rollouts, n, generator=gen, dtype=torch.float64)
+    g = d + (s * v).sum(-1)
+    active = torch.ones(1, rollouts, n, dtype=torch.bool)
+    rewards = torch.zeros(1, rollouts, dtype=torch.float64)
+    return measure.Batch(s, active, g, rewards, first_order=g, exact_difference=d)
+
+
+def test_first_order_bias_recovers_a_known_bias_and_angle() -> None:
+    u = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], dtype=torch.float64)
+    v = torch.tensor([[0.3, 0.0], [0.0, -0.4], [0.2, 0.1]], dtype=torch.float64)
+    got = measure.first_order_bias(_synthetic_batch(u, v, 20_000, 0), 4, 50, torch.Generator().manual_seed(1))
+    want_relative = float(v.norm() / u.norm())
+    want_cosine = float((u + v).flatten() @ u.flatten() / ((u + v).norm() * u.norm()))
+    assert got["relative"] == pytest.approx(want_relative, rel=0.08), got
+    assert got["relative_low"] < want_relative < got["relative_high"], got
+    assert got["cosine"] == pytest.approx(want_cosine, abs=0.01), got
+    # no bias: the relative size is at the noise floor and the directions agree
+    none = measure.first_order_bias(_synthetic_batch(u, 0 * v, 20_000, 2), 4, 0, torch.Generator())
+    assert none["relative"] < 0.02 and none["cosine"] == pytest.approx(1.0, abs=1e-3), none
+
+
+def test_first_order_bias_needs_both_kinds(bins) -> None:
+    _, trainer = build(RunConfig(domain="bins", agents=8, envs=2))
+    batch = measure.collect(trainer, trainer.env, [1, 1], 2)
+    with pytest.raises(ValueError, match="both_kinds"):
+        measure.first_order_bias(batch, 1, 0, torch.Generator())

@@ -83,6 +83,22 @@ What is measured, for each N of a list
   bootstrap percentile of the signal), which stays informative when the signal is not
   resolved.
 
+First-order bias (``first_order_bias``, on by default)
+------------------------------------------------------
+
+On the same samples the study also computes the guidance weight of the other kind, so
+that it has both the paper's first-order g_i and the exact difference D_i (the drop of
+the potential without agent i's option). D_i is unbiased for the gradient of E[phi]; g_i
+is biased by E[s (g_i - D_i)], which for the quadratic potential is grad E[1/2 ||z_i||^2]
+(docs/theory_tests.md). Reported per N (``variance.json`` ``first_order_bias``, the last
+table of ``variance.md``): ||E b|| / ||E d|| with per-rollout logit-space gradients
+b = sum_t s (g - D) and d = sum_t s D over every agent (weights centred; squared norms
+with the noise term removed as for the signal above, 0 when the bias is below the noise),
+its bootstrap 95 % interval, and cos(E f, E d) for f = sum_t s g. Measured at a
+checkpoint it says how much of what the first-order weight descends is the preference
+for small-effect options rather than the potential. Not measured with a noisy surrogate
+(it draws a new reference at every call, so the two weights would see different noise).
+
 Units (``reward_units``)
 ------------------------
 

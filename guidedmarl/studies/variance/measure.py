@@ -28,6 +28,8 @@ class Batch:
     active: Tensor  # [T, R, N] bool
     guidance: Tensor  # [T, R, N] raw g (0 where inactive)
     rewards: Tensor  # [T, R] float64, as the environment returns them
+    first_order: Tensor | None = None  # [T, R, N] the first-order weight, when both kinds are measured
+    exact_difference: Tensor | None = None  # [T, R, N] the exact-difference weight, likewise
 
 
 def score(actor: Actor, dist: torch.distributions.Distribution, actions: Tensor) -> Tensor:
@@ -52,11 +54,13 @@ class SamplingPolicy:
 
 
 @torch.no_grad()
-def collect(trainer: Trainer, env: MultiAgentVecEnv, seeds: list[int], steps: int) -> Batch:
+def collect(trainer: Trainer, env: MultiAgentVecEnv, seeds: list[int], steps: int, both_kinds: bool = False) -> Batch:
     """Play one episode of ``steps`` steps per seed with the trainer's actor; scores, g and rewards.
 
     g is the trainer's own guidance weight (its estimator's model, weight kind, and the
     policy mean for continuous actions), so the study measures the weight training uses.
+    With ``both_kinds`` the weight of the other kind (first order or exact difference) is
+    computed on the same samples too, for :func:`first_order_bias`.
     """
     estimator = trainer.estimator
     if not isinstance(estimator, GuidedEstimator):
@@ -74,11 +78,19 @@ def collect(trainer: Trainer, env: MultiAgentVecEnv, seeds: list[int], steps: in
             )
         assert policy.dist is not None
         active = view.step.active.clone()
-        return {"score": score(trainer.actor, policy.dist, view.actions), "active": active, "guidance": g * active}
+        out = {"score": score(trainer.actor, policy.dist, view.actions), "active": active, "guidance": g * active}
+        if both_kinds:
+            other = guidance_weights(model, view.actions, view.context(), not exact, mean_action=view.action.mean)
+            out["other"] = other * active
+        return out
 
     traj = rollout(env, policy, seeds, {"variance": record}, steps)
     rec = traj.records
-    return Batch(rec["score"], rec["active"], rec["guidance"], traj.rewards.to(torch.float64))
+    batch = Batch(rec["score"], rec["active"], rec["guidance"], traj.rewards.to(torch.float64))
+    if both_kinds:
+        pair = (rec["other"], rec["guidance"]) if exact else (rec["guidance"], rec["other"])
+        batch.first_order, batch.exact_difference = pair
+    return batch
 
 
 def weights(batch: Batch, groups: int, gamma: float, reward_scale: float, estimator: GuidedEstimator) -> dict[str, Tensor]:
@@ -158,3 +170,67 @@ def bootstrap(grads: Tensor, groups: int, resamples: int, gen: torch.Generator) 
         st = summary(var, signal - var / r)
         variances[b], relatives[b], signals[b] = st.variance, st.relative, st.signal
     return variances, relatives, signals
+
+
+def debiased_inner(u: Tensor, v: Tensor, groups: int) -> tuple[float, float]:
+    """(<mean u, mean v>, its bias): summed over agents and outputs, ``u``, ``v`` ``[R, N, K]`` group-major.
+
+    The bias is the within-group covariance of u and v over the R rollouts (averaged over
+    groups) divided by R, so ``inner - bias`` estimates <E u, E v> without the noise term
+    (for u = v: ``||mean||^2 - Var / R``, as :func:`agent_moments`).
+    """
+    r = u.shape[0]
+    ug, vg = u.reshape(groups, r // groups, -1), v.reshape(groups, r // groups, -1)
+    cov = ((ug - ug.mean(1, keepdim=True)) * (vg - vg.mean(1, keepdim=True))).sum(1) / (r // groups - 1)
+    return float((u.mean(0) * v.mean(0)).sum()), float(cov.mean(0).sum()) / r
+
+
+def _centred(weight: Tensor, mask: Tensor) -> Tensor:
+    maskf = mask.to(torch.float64)
+    w = weight.to(torch.float64)
+    return (w - (w * maskf).sum() / maskf.sum().clamp_min(1.0)) * maskf
+
+
+def _bias_figures(grads: dict[str, Tensor], groups: int, extra_bias: bool) -> tuple[float, float]:
+    """(||E b|| / ||E d||, cos(E f, E d)) from debiased inner products; NaN where a norm is not resolved.
+
+    ``extra_bias`` subtracts the noise term once more (a bootstrap resample's mean scatters
+    around the sample mean by it, see :func:`bootstrap`)."""
+
+    def inner(a: str, b: str) -> float:
+        raw, noise = debiased_inner(grads[a], grads[b], groups)
+        return raw - noise * (2 if extra_bias else 1)
+
+    bb, dd, ff, fd = inner("b", "b"), inner("d", "d"), inner("f", "f"), inner("f", "d")
+    relative = math.sqrt(max(bb, 0.0) / dd) if dd > 0 else float("nan")
+    cosine = fd / math.sqrt(ff * dd) if ff > 0 and dd > 0 else float("nan")
+    return relative, cosine
+
+
+def first_order_bias(batch: Batch, groups: int, resamples: int, gen: torch.Generator) -> dict[str, float]:
+    """How far the paper's first-order weight g_i is from the exact difference D_i, in gradient terms.
+
+    With per-rollout logit-space gradients f = sum_t s g, d = sum_t s D and b = f - d (each
+    weight centred over the batch's active samples, as the ``guidance`` estimator is),
+    ``relative`` is ||E b|| / ||E d||: the size of the first-order weight's bias (E[s (g - D)],
+    grad E[1/2 ||z_i||^2] for the quadratic potential) against the gradient of the potential
+    that the exact difference estimates without bias (norms over every agent's logits, noise
+    removed as in :func:`debiased_inner`; 0 when the bias is below the noise). ``cosine`` is cos(E f, E d): 1 when the bias does
+    not turn the direction. ``relative_low`` / ``relative_high``: bootstrap 95 % percentile
+    interval over rollouts (replicas resampled within groups).
+    """
+    if batch.first_order is None or batch.exact_difference is None:
+        raise ValueError("first_order_bias needs a batch collected with both_kinds=True")
+    f, d = _centred(batch.first_order, batch.active), _centred(batch.exact_difference, batch.active)
+    grads = {"f": gradients(batch, f), "d": gradients(batch, d), "b": gradients(batch, f - d)}
+    relative, cosine = _bias_figures(grads, groups, extra_bias=False)
+    r = grads["f"].shape[0]
+    reps = r // groups
+    offsets = (torch.arange(groups) * reps).unsqueeze(1)
+    boot = []
+    for _ in range(resamples):
+        idx = (torch.randint(reps, (groups, reps), generator=gen) + offsets).reshape(-1)
+        boot.append(_bias_figures({k: v[idx] for k, v in grads.items()}, groups, extra_bias=True)[0])
+    finite = np.asarray([x for x in boot if math.isfinite(x)])
+    low, high = np.percentile(finite, [2.5, 97.5]) if finite.size else (float("nan"), float("nan"))
+    return {"relative": relative, "relative_low": float(low), "relative_high": float(high), "cosine": cosine}

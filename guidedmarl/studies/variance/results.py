@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ class VarianceStudyResult:
         rows: one per (N, estimator), the columns of ``variance.csv``.
         fits: quantity (``variance``, ``relative_variance``) -> estimator -> power-law fit.
         meta: what was resolved (alpha, progress, gamma, steps, domain settings, surrogate).
+        bias: one per N, the first-order weight's bias against the exact difference
+            (:func:`guidedmarl.studies.variance.measure.first_order_bias`); empty when not measured.
     """
 
     out: Path
@@ -30,3 +32,4 @@ class VarianceStudyResult:
     seconds: float
     per_n_seconds: dict[int, float]
     meta: dict[str, Any]
+    bias: list[dict[str, Any]] = field(default_factory=list)

@@ -127,6 +127,12 @@ class VarianceSettings(StudySettings):
         None, description="trainer checkpoint (best.pt / final.pt of a run) to use as the fixed policy"
     )
     bootstrap: int = Field(200, ge=0, le=100_000, description="bootstrap resamples for standard errors and slope intervals")
+    first_order_bias: bool = Field(
+        True,
+        description="also compute the other guidance weight (first order / exact difference) on the same samples "
+        "and report the first-order weight's bias ||E[s (g - D)]|| against ||E[s D]|| (not with a noisy surrogate, "
+        "which draws a new reference at every call)",
+    )
     surrogate: Any = Field(
         None,
         description="imperfect model for (b) and (c): biased:beta=0.3[,direction=uniform], noisy:sigma=0.3, "
