@@ -155,14 +155,19 @@ def summary(var: Tensor, signal: Tensor) -> Moments:
     return Moments(v, se_agents, s, v / s if s > 0 else float("nan"))
 
 
+def resample_rollouts(rollouts: int, groups: int, gen: torch.Generator) -> Tensor:
+    """Indices of one bootstrap resample: the replicas of each group drawn with replacement within it."""
+    reps = rollouts // groups
+    offsets = (torch.arange(groups) * reps).unsqueeze(1)
+    return (torch.randint(reps, (groups, reps), generator=gen) + offsets).reshape(-1)
+
+
 def bootstrap(grads: Tensor, groups: int, resamples: int, gen: torch.Generator) -> tuple[Any, Any, Any]:
     """Mean variance, relative variance and signal on ``resamples`` rollout resamples (within groups)."""
     r = grads.shape[0]
-    reps = r // groups
-    offsets = (torch.arange(groups) * reps).unsqueeze(1)
     variances, relatives, signals = np.empty(resamples), np.empty(resamples), np.empty(resamples)
     for b in range(resamples):
-        idx = (torch.randint(reps, (groups, reps), generator=gen) + offsets).reshape(-1)
+        idx = resample_rollouts(r, groups, gen)
         var, signal = agent_moments(grads[idx], groups)
         # a resample's mean scatters around the sample mean by Var / R, so its debiased
         # signal is centred on ||mean||^2, i.e. Var / R above the estimate: subtract it once
@@ -224,12 +229,9 @@ def first_order_bias(batch: Batch, groups: int, resamples: int, gen: torch.Gener
     f, d = _centred(batch.first_order, batch.active), _centred(batch.exact_difference, batch.active)
     grads = {"f": gradients(batch, f), "d": gradients(batch, d), "b": gradients(batch, f - d)}
     relative, cosine = _bias_figures(grads, groups, extra_bias=False)
-    r = grads["f"].shape[0]
-    reps = r // groups
-    offsets = (torch.arange(groups) * reps).unsqueeze(1)
     boot = []
     for _ in range(resamples):
-        idx = (torch.randint(reps, (groups, reps), generator=gen) + offsets).reshape(-1)
+        idx = resample_rollouts(grads["f"].shape[0], groups, gen)
         boot.append(_bias_figures({k: v[idx] for k, v in grads.items()}, groups, extra_bias=True)[0])
     finite = np.asarray([x for x in boot if math.isfinite(x)])
     low, high = np.percentile(finite, [2.5, 97.5]) if finite.size else (float("nan"), float("nan"))
