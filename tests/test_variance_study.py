@@ -375,3 +375,20 @@ def test_first_order_bias_needs_both_kinds(bins) -> None:
     batch = measure.collect(trainer, trainer.env, [1, 1], 2)
     with pytest.raises(ValueError, match="both_kinds"):
         measure.first_order_bias(batch, 1, 0, torch.Generator())
+
+
+def test_a_model_without_the_other_weight_kind_names_the_switch(bins, monkeypatch: pytest.MonkeyPatch) -> None:
+    from guidedmarl.errors import GuidanceError
+
+    real = measure.guidance_weights
+
+    def no_exact(model, actions, context, exact_difference=False, **kw):  # type: ignore[no-untyped-def]
+        if exact_difference:
+            raise GuidanceError("no influence for this model")
+        return real(model, actions, context, exact_difference, **kw)
+
+    monkeypatch.setattr(measure, "guidance_weights", no_exact)
+    _, trainer = build(RunConfig(domain="bins", agents=8, envs=2))
+    with pytest.raises(ConfigError, match="exact-difference weight.*no influence.*--no-first-order-bias"):
+        measure.collect(trainer, trainer.env, [1, 1], 2, both_kinds=True)
+    assert measure.collect(trainer, trainer.env, [1, 1], 2).first_order is None  # without it the study runs

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from guidedmarl.env import MultiAgentVecEnv, Step
-from guidedmarl.errors import ConfigError
+from guidedmarl.errors import ConfigError, GuidanceError
 from guidedmarl.guidance.estimator import GuidedEstimator
 from guidedmarl.guidance.weights import guidance_weights
 from guidedmarl.training.networks import Actor
@@ -80,7 +80,14 @@ def collect(trainer: Trainer, env: MultiAgentVecEnv, seeds: list[int], steps: in
         active = view.step.active.clone()
         out = {"score": score(trainer.actor, policy.dist, view.actions), "active": active, "guidance": g * active}
         if both_kinds:
-            other = guidance_weights(model, view.actions, view.context(), not exact, mean_action=view.action.mean)
+            try:
+                other = guidance_weights(model, view.actions, view.context(), not exact, mean_action=view.action.mean)
+            except GuidanceError as err:
+                kind = "first-order" if exact else "exact-difference"
+                raise ConfigError(
+                    f"the first-order bias needs the {kind} weight too, and {type(model).__name__} cannot give it: "
+                    f"{err}. Run the study with --no-first-order-bias (first_order_bias: false)"
+                ) from None
             out["other"] = other * active
         return out
 
@@ -220,9 +227,10 @@ def first_order_bias(batch: Batch, groups: int, resamples: int, gen: torch.Gener
     ``relative`` is ||E b|| / ||E d||: the size of the first-order weight's bias (E[s (g - D)],
     grad E[1/2 ||z_i||^2] for the quadratic potential) against the gradient of the potential
     that the exact difference estimates without bias (norms over every agent's logits, noise
-    removed as in :func:`debiased_inner`; 0 when the bias is below the noise). ``cosine`` is cos(E f, E d): 1 when the bias does
-    not turn the direction. ``relative_low`` / ``relative_high``: bootstrap 95 % percentile
-    interval over rollouts (replicas resampled within groups).
+    removed as in :func:`debiased_inner`; 0 when the bias is below the noise). ``cosine`` is
+    cos(E f, E d): 1 when the bias does not turn the direction. ``relative_low`` /
+    ``relative_high``: bootstrap 95 % percentile interval over rollouts (replicas resampled
+    within groups).
     """
     if batch.first_order is None or batch.exact_difference is None:
         raise ValueError("first_order_bias needs a batch collected with both_kinds=True")
