@@ -78,6 +78,13 @@ class EvalConfig(_Strict):
         "(0: choose on the test scenarios, as the paper's 'best checkpoint reward' does)",
     )
     every: int = Field(1, ge=1, description="evaluate the policy every this many training episodes")
+    test: Literal["every", "chosen"] = Field(
+        "every",
+        description="when the test scenarios are played: at every evaluation ('every': the learning curve "
+        "holds the test reward), or only for the untrained policy, the checkpoint chosen on validation and "
+        "the final policy ('chosen': same summary figures, an evaluation plays the validation scenarios "
+        "only; needs validation_scenarios >= 1)",
+    )
     deterministic: bool | None = Field(
         None,
         description="greedy actions at evaluation (True), sampled ones (False), or the domain's choice "
@@ -89,6 +96,15 @@ class EvalConfig(_Strict):
         description="read the heuristics' test results from the disk cache when an earlier run computed them "
         "for the same domain settings, N, seeds and code (guidedmarl.heuristic_cache; GUIDEDMARL_CACHE_DIR)",
     )
+
+    @model_validator(mode="after")
+    def _chosen_needs_validation(self) -> EvalConfig:
+        if self.test == "chosen" and self.validation_scenarios == 0:
+            raise ValueError(
+                "eval.test = 'chosen' plays the test scenarios only for the checkpoint chosen on validation, "
+                "so it needs eval.validation_scenarios >= 1 (got 0); use eval.test = 'every' to choose on test"
+            )
+        return self
 
 
 class RunConfig(_Strict):

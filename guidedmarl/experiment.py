@@ -27,6 +27,7 @@ The run directory holds (every file written atomically, :mod:`guidedmarl.atomic`
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import time
@@ -171,7 +172,12 @@ def finished_result(out: Path) -> RunResult:
     baselines = {k: EvalResult(v["returns"], v.get("info", {})) for k, v in stored.items()}
     return RunResult(out, metrics, baselines, summary["best_test_reward"], summary["best_episode"],
                      summary["final_test_reward"], summary["final_test_reward_other_mode"], summary["seconds"],
-                     summary["best_test_reward_on_test"])  # fmt: skip
+                     _number(summary.get("best_test_reward_on_test")))  # fmt: skip
+
+
+def _number(value: Any) -> float:
+    """A summary figure as a float (None, written where a figure was not measured: NaN)."""
+    return math.nan if value is None else float(value)
 
 
 def run_experiment(

@@ -5,6 +5,14 @@ untrained policy and the heuristics) for a fresh run, then one row per training 
 (train, evaluate every ``eval.every`` episodes, keep the best weights), each followed by a
 resume checkpoint holding the :class:`Progress`; :meth:`RunLoop.finish` writes the final
 weights, the summary and the learning curve.
+
+With ``eval.test = "chosen"`` an evaluation during training plays the validation scenarios
+only; the test scenarios are played for the untrained policy (row 0) and, in
+:meth:`RunLoop.finish`, for the checkpoint chosen on validation and the final policy. The
+summary's figures are those of ``"every"`` (the same weights scored on the same scenarios with
+the same sampling seed; ``tests/test_eval_schedule.py``), at a third of the evaluation cost
+with the default 20 validation and 40 test scenarios; only the per-episode test curve and the
+test-selected maximum (``best_test_reward_on_test``) are not there.
 """
 
 from __future__ import annotations
@@ -100,16 +108,30 @@ class RunLoop:
     def act(self, step: Any) -> Any:
         return self.trainer.act(step, self.greedy)
 
-    def evaluate(self, row: dict[str, float]) -> tuple[float, float]:
-        """(selection score, test reward) of the current policy; fills ``row``."""
-        test = run_policy(self.test_env, self.test_seeds, self.act, sample_seed=self.config.seed)
-        row["eval/test_reward"], row["eval/test_reward_std"] = test.mean, test.std
-        row |= {f"eval/test_{k}": v for k, v in test.info.items()}
+    def evaluate(self, row: dict[str, float], test: bool = True) -> tuple[float, float]:
+        """(selection score, test reward) of the current policy; fills ``row``.
+
+        ``test=False`` plays the validation scenarios only (``eval.test = "chosen"``; the test
+        reward is then NaN).
+        """
+        test_reward = self.test_reward(row) if test or self.val_env is None else math.nan
         if self.val_env is None:
-            return test.mean, test.mean
+            return test_reward, test_reward
         val = run_policy(self.val_env, self.val_seeds, self.act, sample_seed=self.config.seed)
         row["eval/validation_reward"] = val.mean
-        return val.mean, test.mean
+        return val.mean, test_reward
+
+    def test_reward(self, row: dict[str, float] | None = None) -> float:
+        """Mean test reward of the current policy (its statistics into ``row`` if given)."""
+        test = run_policy(self.test_env, self.test_seeds, self.act, sample_seed=self.config.seed)
+        if row is not None:
+            row["eval/test_reward"], row["eval/test_reward_std"] = test.mean, test.std
+            row |= {f"eval/test_{k}": v for k, v in test.info.items()}
+        return test.mean
+
+    @property
+    def tests_every_evaluation(self) -> bool:
+        return self.config.eval.test == "every" or self.val_env is None
 
     def heuristics(self) -> dict[str, dict[str, Any]]:
         """Every heuristic's result on the test scenarios, read from the disk cache where it has
@@ -166,9 +188,10 @@ class RunLoop:
             if (episode + 1) % cfg.eval.every == 0 or episode + 1 == cfg.episodes:
                 t1 = time.perf_counter()
                 with _in_episode(episode + 1, "evaluating after"):
-                    score, st.final = self.evaluate(row)
+                    score, st.final = self.evaluate(row, test=self.tests_every_evaluation)
                 row["time/eval_seconds"] = time.perf_counter() - t1
-                st.max_test = max(st.max_test, st.final)
+                if not math.isnan(st.final):
+                    st.max_test = max(st.max_test, st.final)
                 if score > st.best_score:
                     st.best_score, st.best_test, st.best_episode = score, st.final, episode + 1
                     atomic_torch_save(self.out / "best.pt", self.trainer.state_dict())
@@ -180,10 +203,35 @@ class RunLoop:
             if on_episode is not None:
                 on_episode(episode, row)
 
+    def test_chosen_and_final(self) -> None:
+        """``eval.test = "chosen"``: the test rewards of the final policy and of ``best.pt``.
+
+        The chosen weights are read back from ``best.pt`` (a resumed run has them only there)
+        into the actor, scored, and the final weights put back.
+        """
+        st = self.state
+        if math.isnan(st.final):
+            st.final = self.test_reward()
+        if st.best_episode < 0:  # never evaluated after training
+            return
+        if st.best_episode == st.episode:
+            st.best_test = st.final
+            return
+        actor = self.trainer.actor
+        final = {k: v.clone() for k, v in actor.state_dict().items()}
+        best = ckpt.trainer_state(ckpt.read_torch_file(self.out / "best.pt"), self.out / "best.pt")
+        actor.load_state_dict(best["actor"])  # type: ignore[arg-type]
+        try:
+            st.best_test = self.test_reward()
+        finally:
+            actor.load_state_dict(final)
+
     def finish(self, seconds: float) -> RunResult:
         """Final weights, the final policy in the other action mode, summary and figure."""
         cfg, st, out = self.config, self.state, self.out
         atomic_torch_save(out / "final.pt", self.trainer.state_dict())
+        if not self.tests_every_evaluation:
+            self.test_chosen_and_final()
         # the final policy in the other action mode (sampled if evaluation is greedy, and vice
         # versa): a greedy policy can herd agents onto one option, a sampled one spreads them
         other_mode = not self.greedy
@@ -199,7 +247,8 @@ class RunLoop:
             "selection": "validation" if self.val_env is not None else "test",
             "best_validation_reward": st.best_score if self.val_env is not None else None,
             "best_test_reward": st.best_test, "best_episode": st.best_episode,
-            "best_test_reward_on_test": st.max_test, "final_test_reward": st.final,
+            "best_test_reward_on_test": st.max_test if self.tests_every_evaluation else None,
+            "final_test_reward": st.final, "test_scenarios_played": cfg.eval.test,
             "evaluation_mode": "greedy" if self.greedy else "sampled",
             "actor": type(self.trainer.actor.net).__name__,
             "final_test_reward_other_mode": other,
@@ -215,4 +264,4 @@ class RunLoop:
         )
         write_status(out, "finished", **summary)  # last: "finished" means every file is there
         return RunResult(out, st.metrics, baselines, st.best_test, st.best_episode, st.final, other, seconds,
-                         st.max_test)  # fmt: skip
+                         st.max_test if self.tests_every_evaluation else math.nan)  # fmt: skip

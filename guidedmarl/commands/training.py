@@ -84,6 +84,8 @@ def train(cfg: RunConfig, resume: bool, force: bool, quiet: bool, debug: bool) -
             status = f"return {row['train/episodic_return']:.2f}"
             if "eval/test_reward" in row:
                 status += f" | test {row['eval/test_reward']:.2f}"
+            elif "eval/validation_reward" in row:
+                status += f" | validation {row['eval/validation_reward']:.2f}"
             bar.update(task, completed=episode + 1, status=status)
 
         try:

@@ -37,6 +37,18 @@ def require_domain(name: Any) -> str:
 
 
 
+def require_test_every_evaluation(eval_settings: dict[str, Any], study: str) -> dict[str, Any]:
+    """``eval_settings`` of a study's run; a :class:`ConfigError` if they set ``eval.test`` to
+    anything but ``"every"``: a study's learning curves are every evaluation's test reward."""
+    chosen = eval_settings.get("test", "every")
+    if chosen != "every":
+        raise ConfigError(
+            f"eval.test = {chosen!r}: the {study} study reads a learning curve of test rewards, one per "
+            "evaluation, so its runs need eval.test = 'every' (the default)"
+        )
+    return eval_settings
+
+
 def agent_grid(value: list[int]) -> list[int]:
     """Validator body of an N grid: every N >= 1 (the message names the offending list)."""
     if any(n < 1 for n in value):

@@ -19,7 +19,13 @@ import guidedmarl.experiment as _experiment
 from guidedmarl.config import RunConfig, build_config, deep_merge
 from guidedmarl.domain import get_domain
 from guidedmarl.studies import stats
-from guidedmarl.studies.base import FloorTarget, converged_at, floor_target, with_estimator_setting
+from guidedmarl.studies.base import (
+    FloorTarget,
+    converged_at,
+    floor_target,
+    require_test_every_evaluation,
+    with_estimator_setting,
+)
 from guidedmarl.studies.cells import CellOutcome, CellSpec, CellStore, HeuristicCache, heuristics_spec, run_cells
 from guidedmarl.studies.grid.report import write_outputs
 from guidedmarl.studies.grid.results import ArmSummary, CellResult, GridStudyResult
@@ -40,7 +46,7 @@ def cell_config(settings: GridSettings, arm: Arm, n: int, seed: int) -> RunConfi
     data["domain"] = settings.domain_name
     data.update(algo=arm.algo, agents=n, episodes=arm.episodes, seed=seed, threads=settings.threads)
     data["out"] = str(settings.resolved_out() / cell_key(arm, n, seed))
-    data["eval"] = deep_merge(data.get("eval") or {}, {"heuristics": False})
+    data["eval"] = require_test_every_evaluation(deep_merge(data.get("eval") or {}, {"heuristics": False}), "scale or alpha")
     if arm.alpha is not None:  # replaces the configured schedule whole (legacy `guidance.alpha` included)
         data = with_estimator_setting(data, "alpha", dict(arm.alpha))
     return build_config(data, f"settings of cell {arm.name}, N = {n}, seed {seed}")

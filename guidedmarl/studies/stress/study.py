@@ -23,7 +23,13 @@ from guidedmarl.experiment import build
 from guidedmarl.experiment import run_experiment as run_training
 from guidedmarl.guidance.weights import guidance_weights
 from guidedmarl.learners import preset_label
-from guidedmarl.studies.base import converged_at, floor_target, with_estimator_setting, without_estimator_setting
+from guidedmarl.studies.base import (
+    converged_at,
+    floor_target,
+    require_test_every_evaluation,
+    with_estimator_setting,
+    without_estimator_setting,
+)
 from guidedmarl.studies.cells import CellOutcome, CellSpec, CellStore, HeuristicCache, heuristics_spec, run_cells
 from guidedmarl.studies.stress.report import table, write_outputs
 from guidedmarl.studies.stress.results import AGREEMENT_ENVS, Learner, StressResult, num
@@ -51,7 +57,7 @@ def learning_config(settings: StressSettings, base: dict[str, Any], learner: Lea
     data["threads"] = settings.threads
     if learner.algo == GUIDED_LEARNER:
         data = with_estimator_setting(data, "surrogate", learner.surrogate)
-    data["eval"] = {**(data.get("eval") or {}), "heuristics": False}
+    data["eval"] = require_test_every_evaluation({**(data.get("eval") or {}), "heuristics": False}, "stress")
     return build_config(data, "stress study settings")
 
 
