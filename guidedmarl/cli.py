@@ -86,12 +86,14 @@ def domains() -> None:
     table.add_column("name")
     table.add_column("description")
     table.add_column("devices")
+    table.add_column("default --algo")
     for name, description in available_domains().items():
         try:
-            devices = ", ".join(get_domain(name).devices)
+            cls = get_domain(name)
+            devices, algo = ", ".join(cls.devices), cls.default_algo
         except GuidedMarlError:
-            devices = "?"
-        table.add_row(name, description, devices)
+            devices, algo = "?", "?"
+        table.add_row(name, description, devices, algo)
     console.print(table)
 
 

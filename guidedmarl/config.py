@@ -18,9 +18,27 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from guidedmarl.errors import ConfigError
+from guidedmarl.errors import ConfigError, GuidedMarlError
 from guidedmarl.learners import PRESETS, LearnerConfig, check_preset_kinds, resolve_learner
 from guidedmarl.registry import did_you_mean, load_module
+
+
+DEFAULT_ALGO = "dgpg"
+"""The learner preset of a run that names none, where its domain does not name one either."""
+
+
+def default_algo(domain: Any) -> str:
+    """The learner preset a run of ``domain`` trains when it names none: the domain's
+    ``default_algo`` if the domain can be found, else :data:`DEFAULT_ALGO` (an unknown domain is
+    reported where the domain is built, with the list of the known ones)."""
+    if not isinstance(domain, str) or not domain:
+        return DEFAULT_ALGO
+    from guidedmarl.domain import get_domain  # the domain module imports this one
+
+    try:
+        return get_domain(domain).default_algo
+    except (GuidedMarlError, ImportError, AttributeError):
+        return DEFAULT_ALGO
 
 
 class _Strict(BaseModel):
@@ -119,7 +137,12 @@ class RunConfig(_Strict):
         min_length=1,
         description="registered domain name (see `guidedmarl domains`), or module:Class / path/to/file.py:Class",
     )
-    algo: str = Field("dgpg", min_length=1, description="learner preset (see `guidedmarl learners`)")
+    algo: str = Field(
+        DEFAULT_ALGO,
+        min_length=1,
+        description="learner preset (see `guidedmarl learners`); when not given, the domain's "
+        "Domain.default_algo (dgpg_exact on cloud and traffic, whose studies train it; dgpg elsewhere)",
+    )
     agents: int | None = Field(
         None,
         ge=1,
@@ -176,7 +199,9 @@ class RunConfig(_Strict):
             for target in plugins:
                 if isinstance(target, str):
                     load_module(target)
-        algo = data.get("algo", "dgpg")
+        if data.get("algo") is None:
+            data["algo"] = default_algo(data.get("domain"))
+        algo = data["algo"]
         legacy = data.pop("guidance", None)
         if not isinstance(algo, str) or algo not in PRESETS:
             data["learner"] = resolve_learner("dgpg", None)  # the error is reported on `algo` alone

@@ -95,6 +95,8 @@ class Domain(ABC):
             deterministic policy sends agents with the same view to the same option.
         default_agents: N when a run does not give one (``RunConfig.agents`` None). A
             domain whose data fixes N (a power case) overrides ``resolve_agents`` instead.
+        default_algo: the learner preset a run trains when it names none (``--algo``); the
+            default is ``"dgpg"``, the paper's first-order weight.
         devices: the device types ``make_env`` and ``make_model`` can build on. The default
             is ``("cpu",)``; a domain that creates every tensor on ``self.device`` (set by
             :meth:`from_config` from ``RunConfig.device``) declares ``("cpu", "cuda")``.
@@ -112,6 +114,7 @@ class Domain(ABC):
     target_heuristic: ClassVar[str | None] = None
     greedy_evaluation: ClassVar[bool] = True
     default_agents: ClassVar[int] = 50
+    default_algo: ClassVar[str] = "dgpg"
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     device: torch.device = torch.device("cpu")
     """Where this domain's environments and model live (set by :meth:`from_config`)."""

@@ -117,12 +117,13 @@ def as_markdown(entries: list[Entry]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def resolved_defaults(domain: str | None, algo: str = "dgpg") -> tuple[BaseModel, list[Entry]]:
-    """The default RunConfig of ``domain`` and preset ``algo`` (domain settings filled in) and its entries."""
+def resolved_defaults(domain: str | None, algo: str | None = None) -> tuple[BaseModel, list[Entry]]:
+    """The default RunConfig of ``domain`` and preset ``algo`` (None: the domain's default preset;
+    domain settings filled in) and its entries."""
     from guidedmarl.config import RunConfig
     from guidedmarl.domain import get_domain
 
-    cfg = RunConfig(domain=domain or "DOMAIN", algo=algo)
+    cfg = RunConfig.model_validate({"domain": domain or "DOMAIN", "algo": algo})
     entries = settings_entries(cfg, left_out=LEFT_OUT)
     if domain is None:
         return cfg, [e if e.path != "domain" else Entry("domain", None, e.description + " (required)", "", False)

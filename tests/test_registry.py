@@ -122,3 +122,32 @@ def test_agents_default_to_the_domain_and_are_recorded(tmp_path) -> None:
     run(cfg)
     assert json.loads((out / "summary.json").read_text())["agents"] == 6  # case30's generators
     assert yaml.safe_load((out / "config.yaml").read_text())["agents"] == 6
+
+
+def test_a_run_without_algo_trains_its_domains_default_preset(bins) -> None:
+    """RunConfig.algo not given: the domain's ``default_algo`` (cloud and traffic dgpg_exact), else
+    dgpg; a given algo always wins; a domain of its own may name any registered preset."""
+    from guidedmarl import RunConfig
+
+    assert RunConfig(domain="cloud").algo == "dgpg_exact"
+    assert RunConfig.model_validate({"domain": "cloud"}).learner.estimator.weight == "exact_difference"
+    assert RunConfig(domain="traffic").algo == "dgpg_exact"
+    assert RunConfig(domain="power").algo == "dgpg"
+    assert RunConfig(domain="bins").algo == Domain.default_algo == "dgpg"  # a domain that names none
+    assert RunConfig(domain="cloud", algo="dgpg").learner.estimator.weight == "first_order"
+    assert RunConfig.model_validate({"domain": "cloud", "algo": None}).algo == "dgpg_exact"
+    assert RunConfig(domain="no_such_domain").algo == "dgpg"  # the unknown domain is reported when it is built
+
+    class PrefersMappo(Domain):
+        name = "prefers_mappo_test_domain"
+        default_algo = "mappo"
+
+        def make_env(self, num_envs):  # pragma: no cover - not used
+            raise NotImplementedError
+
+        def make_model(self):  # pragma: no cover - not used
+            raise NotImplementedError
+
+    register_domain(PrefersMappo)
+    cfg = RunConfig(domain="prefers_mappo_test_domain")
+    assert cfg.algo == "mappo" and cfg.learner.estimator.kind == "shared_return"

@@ -32,6 +32,7 @@ def test_config_show_lists_every_setting_with_description_and_range() -> None:
     data = yaml.safe_load(text)
     cfg = build_config(data)  # every key is a real setting, every default valid
     assert cfg.domain == "cloud" and cfg.learner.estimator.kind == "dgpg"
+    assert cfg.algo == "dgpg_exact" and cfg.learner.estimator.weight == "exact_difference"  # cloud's default
     defaults = get_domain("cloud").settings_model().model_dump(mode="json")
     assert data["domain_config"] == defaults  # the domain's settings, resolved
     assert "out" not in data  # the default folder is named from domain, algo, N and seed
@@ -64,6 +65,22 @@ def test_example_configs_load_and_run(path: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "--config", str(path), "--out", str(out), *TINY.get(path.stem, []), *FAST])
     assert result.exit_code == 0, result.output
     assert (out / "final.pt").is_file()
+
+
+@pytest.mark.parametrize("path", EXAMPLE_CONFIGS, ids=[p.stem for p in EXAMPLE_CONFIGS])
+def test_example_configs_are_what_config_show_prints_today(path: Path) -> None:
+    """The shipped files list every setting of this version (regenerate: guidedmarl config show
+    --domain NAME > examples/configs/NAME.yaml)."""
+    shown = runner.invoke(app, ["config", "show", "--domain", path.stem])
+    assert shown.exit_code == 0, shown.output
+    assert path.read_text() == shown.output, f"{path} is stale: regenerate it with guidedmarl config show"
+
+
+def test_config_show_names_the_domains_default_preset() -> None:
+    cloud = runner.invoke(app, ["config", "show", "--domain", "cloud"]).output
+    power = runner.invoke(app, ["config", "show", "--domain", "power"]).output
+    assert "learner preset dgpg_exact." in cloud and yaml.safe_load(cloud)["algo"] == "dgpg_exact"
+    assert "learner preset dgpg." in power and yaml.safe_load(power)["algo"] == "dgpg"
 
 
 def test_every_shipped_domain_has_an_example_config() -> None:

@@ -54,6 +54,7 @@ class CloudDomain(Domain):
     # Best-Fit rule loses 10x to Best-Fit that way), a sampled one spreads them, as the
     # randomised fit-aware rules do (docs/results.md, "evaluation mode")
     greedy_evaluation = False
+    default_algo = "dgpg_exact"  # the preset of every cloud study (docs/theory.md says why)
     devices = ("cpu", "cuda")  # every tensor is created on self.device (tests/test_device.py)
 
     def __init__(self, num_agents: int, settings: CloudSettings) -> None:  # type: ignore[override]

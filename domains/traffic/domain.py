@@ -31,6 +31,7 @@ class TrafficDomain(Domain):
     floor_heuristic = "random"
     target_heuristic = "system_optimum"
     default_agents = 1000
+    default_algo = "dgpg_exact"  # the preset of the traffic studies (docs/domains/traffic.md)
 
     def __init__(self, num_agents: int, settings: TrafficSettings) -> None:  # type: ignore[override]
         super().__init__(num_agents, settings)

@@ -15,7 +15,9 @@ config_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Setti
 @config_app.command()
 def show(
     domain: Annotated[Optional[str], typer.Option(help="fill in this domain's settings (domain_config)")] = None,
-    algo: Annotated[str, typer.Option(help="learner preset whose learner settings are shown")] = "dgpg",
+    algo: Annotated[
+        Optional[str], typer.Option(help="learner preset whose learner settings are shown (default: the domain's)")
+    ] = None,
     markdown: Annotated[bool, typer.Option(help="a Markdown table (the docs' settings reference) instead of YAML")] = False,
     debug: Annotated[bool, typer.Option(help="show the traceback of an error")] = False,
 ) -> None:
@@ -28,14 +30,14 @@ def show(
     from guidedmarl.settings_doc import as_markdown, as_yaml, resolved_defaults
 
     try:
-        _, entries = resolved_defaults(domain, algo)
+        cfg, entries = resolved_defaults(domain, algo)
     except (GuidedMarlError, ValueError) as exc:
         raise fail(exc if isinstance(exc, GuidedMarlError) else ConfigError(str(exc)), debug) from None
     if markdown:
         typer.echo(as_markdown(entries), nl=False)
         return
     what = f"domain {domain}" if domain else "no domain (set `domain`)"
-    header = (f"guidedmarl run settings: defaults for {what}, learner preset {algo}.\n"
+    header = (f"guidedmarl run settings: defaults for {what}, learner preset {cfg.algo}.\n"
               "Each setting: its description and (allowed range). Keep only what you change, or all of it;\n"
               "run with: guidedmarl run --config THIS_FILE [--set key=value ...]")  # fmt: skip
     typer.echo(as_yaml(entries, header), nl=False)
