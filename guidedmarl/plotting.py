@@ -45,8 +45,13 @@ def plot_learning_curve(
     baselines: dict[str, float],
     path: Path,
     title: str,
+    test_points: dict[str, tuple[float, float]] | None = None,
 ) -> Path:
-    """Test reward (and training return) against episode, heuristics as horizontal lines."""
+    """Test reward (and training return) against episode, heuristics as horizontal lines.
+
+    ``test_points``: labelled (episode, test reward) markers, for runs that play the test
+    scenarios only for some policies (``eval.test = "chosen"``).
+    """
     fig, ax = plt.subplots(figsize=(9, 4.2))
     trained = [m for m in metrics if "train/episodic_return" in m]
     ax.plot(
@@ -64,6 +69,9 @@ def plot_learning_curve(
         rows = [m for m in metrics if key in m]
         if rows:
             ax.plot([m["episode"] for m in rows], [m[key] for m in rows], label=label, **style)  # type: ignore[arg-type]
+    for k, (label, (episode, reward)) in enumerate((test_points or {}).items()):
+        ax.plot([episode], [reward], ls="none", marker="*" if k == 0 else "D", ms=11, mec="k", mew=0.5,
+                color=("tab:blue", "tab:orange")[k % 2], label=label)  # fmt: skip
     styles = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1))]
     for k, (name, value) in enumerate(sorted(baselines.items(), key=lambda kv: -kv[1])):
         ax.axhline(value, ls=styles[k % len(styles)], color=f"C{k + 1}", lw=1.2, label=f"{name} (heuristic)")

@@ -256,11 +256,16 @@ class RunLoop:
             "seconds": seconds, "train_seconds": st.seconds, "peak_rss_mib": peak_resident_mib(),
         }  # fmt: skip
         shown = self.domain.plot_baselines or tuple(baselines)
+        points = None
+        if not self.tests_every_evaluation and st.best_episode >= 0:
+            points = {"test reward, chosen checkpoint": (float(st.best_episode), st.best_test),
+                      "test reward, final policy": (float(st.episode), st.final)}  # fmt: skip
         plot_learning_curve(
             st.metrics,
             {k: baselines[k].mean for k in shown if k in baselines},
             out / "learning_curve.png",
             f"{preset_label(cfg.algo)} on {cfg.domain}, N = {self.domain.num_agents}, seed {cfg.seed}",
+            test_points=points,
         )
         write_status(out, "finished", **summary)  # last: "finished" means every file is there
         return RunResult(out, st.metrics, baselines, st.best_test, st.best_episode, st.final, other, seconds,
