@@ -85,6 +85,25 @@ def test_differences_name_every_changed_path() -> None:
     ]  # fmt: skip
 
 
+def test_a_cell_stored_before_a_setting_existed_equals_one_with_its_old_behaviour(tmp_path: Path) -> None:
+    """``eval.test`` came after studies were stored: a stored spec without it is reused by a study
+    whose runs play the test set at every evaluation (what every older run did), not by another."""
+    assert cells.ADDED_SETTINGS["eval.test"] == "every"
+    store = CellStore(tmp_path)
+    old = CellSpec.make("demo", "a", "arm", 10, 0, {"x": 2.0, "eval": {"every": 3}})
+    store.get_or_run(old, square)
+    same = CellSpec.make("demo", "a", "arm", 10, 0, {"x": 2.0, "eval": {"every": 3, "test": "every"}})
+    assert store.get_or_run(same, square).reused and CALLS == ["a"]
+    other = CellSpec.make("demo", "a", "arm", 10, 0, {"x": 2.0, "eval": {"every": 3, "test": "chosen"}})
+    with pytest.raises(StudyError, match=r"eval\.test: missing -> 'chosen'"):
+        store.get_or_run(other, square)
+    # only listed paths, and only where the old spec lacks them
+    assert cells.differences({"test": "every"}, {"test": "chosen"}, "eval", cells.ADDED_SETTINGS) == [
+        "eval.test: 'every' -> 'chosen'"
+    ]
+    assert cells.differences({}, {"new": 1}, added=cells.ADDED_SETTINGS) == ["new: missing -> 1"]
+
+
 def test_an_interrupted_write_leaves_no_partial_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = CellStore(tmp_path)
     spec = _spec("a", 2.0)

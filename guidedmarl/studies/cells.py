@@ -103,18 +103,31 @@ class CellSpec:
         return {"cell": fields, "inputs": self.inputs}
 
 
-def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Every leaf where ``old`` and ``new`` differ, as ``path: old -> new`` (sorted by path)."""
+ADDED_SETTINGS: dict[str, Any] = {"eval.test": "every"}
+"""Inputs added after cells were first stored, with the value that does what every cell did
+before the setting existed. A stored spec without such an input equals a new one that has
+this value (a study started before the setting resumes); any other value is a difference.
+Add a setting here only when its old behaviour is exactly this value's."""
+
+
+def differences(old: Any, new: Any, prefix: str = "", added: dict[str, Any] | None = None) -> list[str]:
+    """Every leaf where ``old`` and ``new`` differ, as ``path: old -> new`` (sorted by path).
+
+    ``added`` (path -> value): a path missing from ``old`` whose new value is this one is not
+    a difference (:data:`ADDED_SETTINGS`).
+    """
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new), key=str):
             path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old and added is not None and path in added and new[key] == added[path]:
+                continue
             if key not in old or key not in new:
                 was = "missing" if key not in old else repr(old[key])
                 now = "missing" if key not in new else repr(new[key])
                 out.append(f"{path}: {was} -> {now}")
             else:
-                out += differences(old[key], new[key], path)
+                out += differences(old[key], new[key], path, added)
         return out
     return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 
@@ -122,7 +135,7 @@ def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 def spec_differences(old: dict[str, Any], new: CellSpec) -> list[str]:
     """The differences of a stored spec (``identity()`` form) from ``new``; input paths unprefixed."""
     diffs = differences(old.get("cell"), new.identity()["cell"], "cell")
-    return diffs + differences(old.get("inputs"), new.inputs)
+    return diffs + differences(old.get("inputs"), new.inputs, added=ADDED_SETTINGS)
 
 
 @dataclass
