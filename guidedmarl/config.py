@@ -72,11 +72,13 @@ class PPOConfig(_Strict):
     )
     value_normalization: bool = Field(True, description="critic learns standardised returns (running statistics)")
     chunk_samples: int = Field(
-        16_384, ge=1, le=1 << 30,
+        4_096, ge=1, le=1 << 30,
         description="most agent-samples one forward/backward pass holds; a larger minibatch is split into chunks "
         "whose gradients add up to the minibatch's (memory and time per sample stay flat at large N: with the "
-        "option scorer a pass holds samples x options x hidden floats per layer; 16,384 was the fastest "
-        "tried at N = 1500 (of 8,192 to 262,144) and at N = 15,000 (of 16,384 to 262,144), docs/performance.md)",
+        "option scorer a pass holds samples x options x hidden floats per layer). The policy is chunked over "
+        "its active samples, the critic over rows (a centralised critic takes chunk_samples rows a pass). "
+        "4,096 was the fastest of 2,048 to 16,384 at N = 1500 and 15,000 after the critic was chunked apart "
+        "(2026-12-04, docs/performance.md)",
     )  # fmt: skip
 
 

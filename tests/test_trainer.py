@@ -165,12 +165,32 @@ def test_a_chunked_update_equals_the_whole_minibatch_update(algo: str, shared: b
     seeds = domain.train_seeds(0, 1, 3)
     whole_metrics = whole.train_episode(seeds)
     _, chunked = build(RunConfig(**{**base, "ppo": {**base["ppo"], "chunk_samples": 40}}))  # 100 steps x 12 agents / 2 >> 40
-    calls = []
-    real = type(chunked)._minibatch_backward
-    monkeypatch.setattr(type(chunked), "_minibatch_backward", lambda self, mb, *a, **k: calls.append(k) or real(self, mb, *a, **k))
+    chunked_calls, policy_sizes, critic_rows = [], [], []
+    cls = type(chunked)
+    real_chunked, real_terms, real_critic = cls._chunked_backward, cls._policy_terms, type(chunked.critic).forward
+
+    def chunked_backward(self, mb):
+        chunked_calls.append(mb["active"].shape[0])
+        return real_chunked(self, mb)
+
+    def critic_forward(self, inputs):  # the critic's passes inside a chunked minibatch
+        if chunked_calls and torch.is_grad_enabled():
+            critic_rows.append(inputs["state"].shape[0])
+        return real_critic(self, inputs)
+
+    monkeypatch.setattr(cls, "_chunked_backward", chunked_backward)
+    monkeypatch.setattr(cls, "_policy_terms", lambda self, obs, *a: policy_sizes.append(obs.shape[0]) or real_terms(self, obs, *a))
+    monkeypatch.setattr(type(chunked.critic), "forward", critic_forward)
     chunked_metrics = chunked.train_episode(seeds)
     minibatches = chunked.ppo.update_epochs * 2
-    assert len(calls) > 3 * minibatches and all(k.get("combine") for k in calls)  # every minibatch was split
+    assert chunked_calls == [50] * minibatches  # every minibatch (50 rows) was split
+    assert len(policy_sizes) > 3 * minibatches
+    if shared:  # chunks of at most 40 active samples, however many agents a row holds
+        assert max(policy_sizes) <= 40
+    # the critic is chunked apart from the policy: a centralised critic takes 40 rows a pass
+    # (2 passes per minibatch), a per-agent one 40 // 12 = 3 rows (17 passes)
+    rows_per_pass = 40 if not chunked.critic.per_agent else 40 // 12
+    assert len(critic_rows) == minibatches * -(-50 // rows_per_pass) and max(critic_rows) == rows_per_pass
     for module in ("actor", "critic"):
         for (name, a), (_, b) in zip(getattr(whole, module).named_parameters(), getattr(chunked, module).named_parameters()):
             if module == "actor" and name == _SHIFT_INVARIANT_BIAS:
