@@ -108,6 +108,7 @@ def run_memory_estimate(config: RunConfig, domain: Domain, trainer: Trainer) -> 
         num_actions=max(spec.num_actions, 1), train_envs=config.envs, hidden=list(config.ppo.hidden),
         num_minibatches=config.ppo.num_minibatches, option_scorer=isinstance(trainer.actor.net, OptionScorer),
         environment_bytes=domain.memory_bytes(config.envs + ev.test_scenarios + ev.validation_scenarios),
+        chunk_samples=config.ppo.chunk_samples,
     )  # fmt: skip
 
 

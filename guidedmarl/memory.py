@@ -8,8 +8,10 @@ state. :func:`estimate_run_memory` adds up, in bytes:
 * ``rollout``: the per-step records of one training episode, T x E x (N x (obs_dim x 4 + 40)
   + state_dim x 4) (observations in float32, plus actions, log-probabilities, values, masks and
   the estimator's records);
-* ``update``: a minibatch copy of those records plus the actor's activations kept for the
-  backward pass, 3 x sum(hidden) x 4 bytes per sample (per option for an option scorer);
+* ``update``: two minibatch copies of those records (the minibatch, and its active samples
+  for the policy) plus the actor's activations kept for the backward pass of one chunk of at
+  most ``ppo.chunk_samples`` samples, 3 x sum(hidden) x 4 bytes per sample (per option for an
+  option scorer);
 * ``environments``: what the domain says its training, validation and test environments hold
   (:meth:`guidedmarl.Domain.memory_bytes`: scenario data, simulator state); 0 for a domain
   that does not say.
@@ -71,13 +73,17 @@ def estimate_run_memory(
     num_minibatches: int,
     option_scorer: bool,
     environment_bytes: int,
+    chunk_samples: int | None = None,
 ) -> MemoryEstimate:
-    """The estimate for one run (all sizes as in :class:`~guidedmarl.env.EnvSpec` and the PPO settings)."""
+    """The estimate for one run (all sizes as in :class:`~guidedmarl.env.EnvSpec` and the PPO settings;
+    ``chunk_samples`` None: the update holds a whole minibatch in one pass)."""
     per_step = num_agents * (obs_dim * 4 + 40) + state_dim * 4
     rollout = horizon * train_envs * per_step
     samples = horizon * train_envs * num_agents / max(num_minibatches, 1)
+    if chunk_samples is not None:  # one backward pass holds at most this many samples
+        samples = min(samples, chunk_samples)
     activations = samples * 3 * sum(hidden) * 4 * (num_actions if option_scorer else 1)
-    update = rollout // max(num_minibatches, 1) + int(activations)
+    update = 2 * (rollout // max(num_minibatches, 1)) + int(activations)
     return MemoryEstimate({"base": BASE_BYTES, "rollout": rollout, "update": update, "environments": environment_bytes})
 
 
