@@ -18,7 +18,8 @@ settings, one training environment, the domain's evaluation mode):
   ``--repeats``;
 * **evaluation**: the 40 test scenarios played as the run plays them after an episode,
   ``--evaluations`` times (the environment keeps its scenario state from the third on),
-  with the mean reward of each (they must be identical) and the ratio to a training episode;
+  with the mean reward of each (they must be identical) and the ratio to a training episode,
+  then once more through the rollout loop for the seconds of its policy and environment parts;
 * **heuristics** (``--heuristics``): every heuristic of the domain on the test scenarios, once;
 * peak resident set size of the process.
 
@@ -111,6 +112,14 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         res = run_policy(test_env, test_seeds, lambda s: trainer.act(s, greedy), sample_seed=config.seed)
         evals.append({"seconds": time.perf_counter() - t0, "mean_reward": res.mean})
     row["evaluations"] = evals
+    # where an evaluation's time goes: the same play through the rollout loop, whose timers
+    # split it into the policy (the actor on every scenario's active agents) and the environment
+    from guidedmarl.training.rollout import rollout
+
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        traj = rollout(test_env, lambda s: trainer.act(s, greedy), test_seeds)
+    row["evaluation_parts_s"] = {k: round(v, 3) for k, v in traj.seconds.items()}
     row["evaluation_rewards_identical"] = len({e["mean_reward"] for e in evals}) == 1
     later = [e["seconds"] for e in evals[2:]] or [e["seconds"] for e in evals]
     row["evaluation_s"] = statistics.median(later)
@@ -153,6 +162,8 @@ def _markdown(row: dict[str, object], command: str) -> str:
               "evaluations (s, mean reward): " + ", ".join(f"{e['seconds']:.2f} / {e['mean_reward']:.4f}"
                                                          for e in row["evaluations"]),  # type: ignore[union-attr]
               f"identical rewards: {row['evaluation_rewards_identical']}"]  # fmt: skip
+    if "evaluation_parts_s" in row:
+        lines.append(f"evaluation parts, s (one more evaluation, through the rollout loop's timers): {row['evaluation_parts_s']}")
     if "heuristics" in row:
         lines.append("heuristics (s, mean reward): " + ", ".join(
             f"{k} {v['seconds']:.1f} / {v['mean_reward']:.2f}" for k, v in row["heuristics"].items()))  # type: ignore[union-attr]
