@@ -195,7 +195,8 @@ class OverloadAwarePowerModel(PowerModel):
     (:meth:`nonquadratic_gradient`): one product of the outputs with the PTDF for the flows, then
     only the rows of the lines beyond their limits. Lines that no action of the period can take to
     their limit (:meth:`reachable_lines`, from the pre-dispatch flows and the ramps) are left out of
-    that product. Exact-difference weights take the generic path.
+    that product. Exact-difference weights stay on the Gram path too: the quadratic part from M,
+    the overload part from :meth:`nonquadratic_exact_drop` over the lines it can touch.
     """
 
     nonquadratic_potential = True
@@ -210,6 +211,7 @@ class OverloadAwarePowerModel(PowerModel):
         mask[num_generators : num_generators + num_lines] = 1.0
         self.line_mask = mask
         self._rows_cache: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+        self._sens_max_cache: tuple[Tensor, Tensor] | None = None
 
     def _terms(self, x: Tensor, x_ref: Tensor, mask: Tensor) -> Tensor:
         over = torch.relu(x.abs() - 1.0)
@@ -277,6 +279,50 @@ class OverloadAwarePowerModel(PowerModel):
         hit = over.ne(0).any(0).nonzero().squeeze(1)  # lines beyond their limit in some environment
         scale = self.overload_potential * self.line_weight
         return (scale * over[:, hit] / rate[hit]) @ ptdf[hit]
+
+    EXACT_LINE_CHUNK = 512
+    """Lines per pass of :meth:`nonquadratic_exact_drop` (an ``[E, G, chunk]`` block each)."""
+
+    def nonquadratic_exact_drop(self, actions: Tensor, context: PowerContext, sigma: Tensor) -> Tensor:
+        """psi(x) - psi(x - A_i sigma_i) ``[E, G]`` for the overload term (the Gram path's exact difference).
+
+        Moving agent i's output back by sigma_i moves line l's component x_l = f_l / F_l by
+        PTDF_li sigma_i / F_l. A line adds to the difference only where |x_l| > 1 or
+        |x_l - PTDF_li sigma_i / F_l| > 1, so the lines with max_e |x_l| + max_i |PTDF_li / F_l|
+        max |sigma| below 1 are skipped: their two terms are zero (a bound, not a screen by ramps,
+        since x - A_i sigma_i is the linearised step and need not be a reachable dispatch). The
+        rest go in chunks of ``EXACT_LINE_CHUNK`` lines, in the PTDF's dtype.
+        """
+        ptdf = context.ptdf
+        dtype = ptdf.dtype
+        rate = context.rate.to(dtype)
+        p = output_of(actions, context).to(dtype)
+        x_lines = (p @ ptdf.T + context.flow_offset.to(dtype)) / rate  # [E, L]
+        sens_max = self._sensitivity_max(ptdf, rate)  # [L], max_i |PTDF_li| / F_l
+        step_max = float(sigma.abs().max()) if sigma.numel() else 0.0
+        bound = x_lines.abs().amax(0) + sens_max * step_max
+        lines = (bound > 1.0 - 1e-9).nonzero().squeeze(1)
+        e, g = sigma.shape
+        drop = sigma.new_zeros((e, g), dtype=dtype)
+        if lines.numel() == 0:
+            return drop
+        sig = sigma.to(dtype)
+        scale = 0.5 * self.overload_potential * self.line_weight
+        for part in lines.split(self.EXACT_LINE_CHUNK):
+            x_k = x_lines[:, part]  # [E, K]
+            sens = (ptdf.index_select(0, part) / rate[part, None]).T  # [G, K]
+            now = torch.relu(x_k.abs() - 1.0).square().sum(-1, keepdim=True)  # [E, 1]
+            moved = x_k.unsqueeze(1) - sig.unsqueeze(-1) * sens.unsqueeze(0)  # [E, G, K]
+            drop += scale * (now - torch.relu(moved.abs() - 1.0).square().sum(-1))
+        return drop
+
+    def _sensitivity_max(self, ptdf: Tensor, rate: Tensor) -> Tensor:
+        """max_i |PTDF_li| / F_l ``[L]``, kept while the PTDF tensor is the same object."""
+        cached = self._sens_max_cache
+        if cached is None or cached[0] is not ptdf or cached[1].dtype != ptdf.dtype:
+            cached = (ptdf, ptdf.abs().amax(1) / rate)
+            self._sens_max_cache = cached
+        return cached[1]
 
     def sparse_potential_drop(self, x: Tensor, x_ref: Tensor, z: SparseInfluence, step: Tensor) -> Tensor:
         xg, rg = z.gather(x), z.gather(x_ref)

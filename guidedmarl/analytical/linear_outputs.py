@@ -36,7 +36,10 @@ keeps the Gram path for the first-order and pathwise weights when the subclass s
 h = A^T W grad psi(x), through :meth:`nonquadratic_gradient`: then r = M (u - u_ref) + h, and
 g_i and L_i above hold as written. Only the components where grad psi is not zero need A's
 rows (an overload charge: the lines beyond their limits). The exact difference of psi is not
-a function of r: exact-difference weights take the generic path (:meth:`gram_path`).
+a function of r: D_i = r_i sigma_i - 1/2 M_ii sigma_i^2 + [psi(x) - psi(x - A_i sigma_i)], with
+r here the quadratic part's M (u - u_ref) only. A subclass that can compute the bracket from its
+structure implements :meth:`nonquadratic_exact_drop` and keeps the Gram path for
+exact-difference weights too; without it they take the generic path (:meth:`gram_path`).
 """
 
 from __future__ import annotations
@@ -62,8 +65,22 @@ class LinearOutputModel(AnalyticalModel):
     :meth:`nonquadratic_gradient` gives their output gradient (module docstring)."""
 
     def gram_path(self, exact_difference: bool) -> bool:
-        """Whether these weights come from the Gram matrix (else from the generic path)."""
-        return self.gram_guidance and not (exact_difference and self.nonquadratic_potential)
+        """Whether these weights come from M (else the generic path): always for the quadratic
+        potential; for exact-difference weights of a non-quadratic one, when the subclass gives
+        the extra terms' exact difference (:meth:`nonquadratic_exact_drop`)."""
+        if not self.gram_guidance:
+            return False
+        return not (exact_difference and self.nonquadratic_potential and not self._has_exact_drop())
+
+    def _has_exact_drop(self) -> bool:
+        return type(self).nonquadratic_exact_drop is not LinearOutputModel.nonquadratic_exact_drop
+
+    def nonquadratic_exact_drop(self, actions: Tensor, context: Any, sigma: Tensor) -> Tensor:
+        """psi(x) - psi(x - A_i sigma_i) for every agent, ``[E, N]``: the exact difference of the
+        potential's non-quadratic terms (weighted as in the potential) when agent i's output moves
+        back by sigma_i ``[E, N]`` (module docstring). Optional: without it exact-difference
+        weights of a non-quadratic potential take the generic path."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement nonquadratic_exact_drop")
 
     def nonquadratic_gradient(self, actions: Tensor, context: Any) -> Tensor:
         """h = A^T W grad psi(x) ``[E, N]``: the output gradient of the potential's terms beyond the
@@ -101,7 +118,7 @@ class LinearOutputModel(AnalyticalModel):
                 "holds for the quadratic potential only; set gram_guidance = False to use the generic path, or "
                 "nonquadratic_potential = True with nonquadratic_gradient (the extra terms' output gradient)"
             )
-        if exact_difference and self.nonquadratic_potential:
+        if exact_difference and self.nonquadratic_potential and not self._has_exact_drop():
             raise GuidanceError(
                 f"{type(self).__name__}: the exact difference of a non-quadratic potential is not a Gram-matrix "
                 "quantity; guidance_weights takes the generic path for it (gram_path)"
@@ -120,8 +137,9 @@ class LinearOutputModel(AnalyticalModel):
                 raise GuidanceError(
                     f"{type(self).__name__}.gram must return [N, N] = [{u.shape[1]}, {u.shape[1]}], got {list(m.shape)}"
                 )
-            residual = (u - u_ref) @ m  # M symmetric: (M (u - u_ref))^T per environment
-            if self.nonquadratic_potential:
+            quadratic = (u - u_ref) @ m  # M symmetric: (M (u - u_ref))^T per environment
+            residual = quadratic
+            if self.nonquadratic_potential and not (exact_difference and mean_action is not None):
                 extra = self.nonquadratic_gradient(actions, context)
                 if tuple(extra.shape) != tuple(residual.shape):
                     raise GuidanceError(
@@ -134,7 +152,10 @@ class LinearOutputModel(AnalyticalModel):
                 weight = residual * slope
             else:
                 sigma = slope * (actions - mean_action).squeeze(-1).to(dtype)
-                weight = residual * sigma
                 if exact_difference:
-                    weight = weight - 0.5 * torch.diagonal(m) * sigma.square()
+                    weight = quadratic * sigma - 0.5 * torch.diagonal(m) * sigma.square()
+                    if self.nonquadratic_potential:
+                        weight = weight + self.nonquadratic_exact_drop(actions, context, sigma).to(dtype)
+                else:
+                    weight = residual * sigma
         return weight.to(torch.get_default_dtype())  # as the generic path, whose relax() casts to it

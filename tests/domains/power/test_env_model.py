@@ -311,13 +311,14 @@ def test_time_of_day_features() -> None:
 
 def test_overload_potential_charges_flows_beyond_their_limits(float64: None) -> None:
     """``overload_potential`` > 0: phi adds lambda/2 relu(|f/F| - 1)^2 on lines; the exact difference is
-    phi(x) - phi(x - z_i sigma_i) computed from the potential itself; guidance leaves the Gram path."""
+    phi(x) - phi(x - z_i sigma_i), computed here from the potential itself and by the model on
+    the Gram path (the quadratic part from M, the overload part over the lines it can touch)."""
     from guidedmarl_domains.power.model import OverloadAwarePowerModel
 
     domain, env = make("case30", overload_potential=100.0, rating_scale=0.3)  # a congested case30
     model = domain.make_model()
     assert isinstance(model, OverloadAwarePowerModel) and model.nonquadratic_potential
-    assert model.gram_path(exact_difference=False) and not model.gram_path(exact_difference=True)
+    assert model.gram_path(exact_difference=False) and model.gram_path(exact_difference=True)
     ctx = context_after(env, steps=1)
     gen = torch.Generator().manual_seed(5)
     actions, mean = random_actions(env, gen, scale=2.0), random_actions(env, gen, scale=2.0)
@@ -343,7 +344,8 @@ def test_overload_potential_charges_flows_beyond_their_limits(float64: None) -> 
 @pytest.mark.parametrize("line_weight, balance_weight", [(1.0, 0.0), (3.0, 10.0)])
 def test_overload_gram_path_equals_the_backward_pass(line_weight: float, balance_weight: float, float64: None) -> None:
     """First-order and pathwise weights of the overload potential from M (u - u_ref) plus the
-    overloaded lines' rows equal the backward pass through x; on a case with no overloaded line
+    overloaded lines' rows equal the backward pass through x, and its exact-difference weights
+    on the Gram path equal the generic path's; on a case with no overloaded line
     the extra term is zero and the weights are the quadratic model's."""
     domain, env = make("case30", overload_potential=100.0, rating_scale=0.3, line_weight=line_weight,
                        balance_weight=balance_weight)  # fmt: skip
@@ -355,9 +357,9 @@ def test_overload_gram_path_equals_the_backward_pass(line_weight: float, balance
     assert int((lines.abs() > 1).sum()) > 0 and int((lines.abs() <= 1).sum()) > 0
     extra = model.nonquadratic_gradient(actions, ctx)
     assert float(extra.abs().max()) > 0
-    for mu in (None, mean):
-        fast = guidance_weights(model, actions, ctx, False, mean_action=mu)
-        slow = guidance_weights(model, actions, ctx, False, mean_action=mu, structured=False)
+    for exact, mu in ((False, None), (False, mean), (True, mean)):
+        fast = guidance_weights(model, actions, ctx, exact, mean_action=mu)
+        slow = guidance_weights(model, actions, ctx, exact, mean_action=mu, structured=False)
         torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9 * float(slow.abs().max()))
     uncongested, env_u = make("case30", overload_potential=100.0)
     ctx_u = context_after(env_u, steps=1)
@@ -449,3 +451,40 @@ def test_line_screening_drops_lines_and_follows_a_day(float64: None) -> None:
     assert int(loose.make_model().reachable_lines(ctx).sum()) == 0
     h = loose.make_model().nonquadratic_gradient(random_actions(env_l, gen), ctx)
     assert h.shape == (3, 6) and float(h.abs().max()) == 0.0
+
+
+@settings(max_examples=25, deadline=None, database=None)
+@given(
+    rating_scale=st.sampled_from([0.3, 0.5, 1.0]),
+    steps=st.integers(0, 4),
+    seed=st.integers(0, 2**16),
+    action_scale=st.sampled_from([0.5, 2.0, 20.0]),
+    chunk=st.sampled_from([1, 7, 512]),
+)
+def test_exact_overload_difference_on_the_gram_path_equals_the_generic_path(
+    rating_scale: float, steps: int, seed: int, action_scale: float, chunk: int
+) -> None:
+    """The exact-difference weights of the overload potential from M plus
+    ``nonquadratic_exact_drop`` (lines skipped by their bound, the rest in chunks) equal the
+    generic path's phi(x) - phi(x - z_i sigma_i) through the dense influence, in float64, from
+    uncongested to congested periods and for steps that saturate the sigmoid."""
+    if rating_scale not in _SCREEN_DOMAINS:
+        _SCREEN_DOMAINS[rating_scale] = make("case30", overload_potential=100.0, rating_scale=rating_scale)
+    domain, env = _SCREEN_DOMAINS[rating_scale]
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = domain.make_model()
+        model.EXACT_LINE_CHUNK = chunk
+        gen = torch.Generator().manual_seed(seed)
+        env.reset(list(range(env.num_envs)))
+        for _ in range(steps):
+            env.step(random_actions(env, gen, scale=action_scale))
+        ctx = env.model_context()
+        actions, mean = random_actions(env, gen, scale=action_scale), random_actions(env, gen, scale=action_scale)
+        assert model.gram_path(exact_difference=True)
+        fast = guidance_weights(model, actions, ctx, True, mean_action=mean)
+        slow = guidance_weights(model, actions, ctx, True, mean_action=mean, structured=False)
+        torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9 * max(float(slow.abs().max()), 1e-12))
+    finally:
+        torch.set_default_dtype(old)
