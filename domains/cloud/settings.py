@@ -22,7 +22,9 @@ class CloudSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    agents_per_server: float = Field(2.0, gt=0, le=1000, description="N / M, dispatchers per server")
+    agents_per_server: float = Field(
+        2.0, ge=0.01, le=1000, description="N / M, dispatchers per server (at least 0.01: at most 100 servers per dispatcher)"
+    )
     candidates: int = Field(8, ge=1, le=256, description="K, candidate servers per agent (its zone)")
     horizon: int = Field(100, ge=1, le=100_000, description="steps per episode")
     warmup: int = Field(30, ge=0, le=100_000, description="steps dispatched by least-loaded before an episode")
