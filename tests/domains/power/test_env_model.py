@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Iterator
@@ -386,6 +387,26 @@ def test_a_gram_model_without_its_nonquadratic_gradient_is_named() -> None:
 _SCREEN_DOMAINS: dict[float, tuple[PowerDomain, PowerEnv]] = {}
 
 
+@contextlib.contextmanager
+def _congested_period(rating_scale: float, steps: int, seed: int, action_scale: float) -> Iterator[tuple]:
+    """(model, env, context, generator) of case30 with line limits times ``rating_scale``, ``steps``
+    random steps into a day, in float64 (restored afterwards); the domains are kept per scale."""
+    if rating_scale not in _SCREEN_DOMAINS:
+        _SCREEN_DOMAINS[rating_scale] = make("case30", overload_potential=100.0, rating_scale=rating_scale)
+    domain, env = _SCREEN_DOMAINS[rating_scale]
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = domain.make_model()
+        gen = torch.Generator().manual_seed(seed)
+        env.reset(list(range(env.num_envs)))
+        for _ in range(steps):
+            env.step(random_actions(env, gen, scale=action_scale))
+        yield model, env, env.model_context(), gen
+    finally:
+        torch.set_default_dtype(old)
+
+
 @settings(max_examples=30, deadline=None, database=None)
 @given(
     rating_scale=st.sampled_from([0.3, 0.5, 0.7]),
@@ -399,18 +420,7 @@ def test_line_screening_keeps_every_line_an_action_can_overload(
     """The overload gradient computed on the reachable lines only (|f_pre| + ramp reach at the
     limit) equals the one over every line, and every line beyond its limit is among them, for
     actions anywhere in the ramp window (large scales saturate at its ends)."""
-    if rating_scale not in _SCREEN_DOMAINS:
-        _SCREEN_DOMAINS[rating_scale] = make("case30", overload_potential=100.0, rating_scale=rating_scale)
-    domain, env = _SCREEN_DOMAINS[rating_scale]
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        model = domain.make_model()
-        gen = torch.Generator().manual_seed(seed)
-        env.reset(list(range(env.num_envs)))
-        for _ in range(steps):
-            env.step(random_actions(env, gen, scale=action_scale))
-        ctx = env.model_context()
+    with _congested_period(rating_scale, steps, seed, action_scale) as (model, env, ctx, gen):
         actions = random_actions(env, gen, scale=action_scale)
         reachable = model.reachable_lines(ctx)
         assert reachable is not None and reachable.shape == (env.system.num_lines,)
@@ -423,8 +433,6 @@ def test_line_screening_keeps_every_line_an_action_can_overload(
             model.nonquadratic_gradient(actions, ctx), model.nonquadratic_gradient(actions, unscreened),
             rtol=1e-12, atol=1e-12,
         )
-    finally:
-        torch.set_default_dtype(old)
 
 
 def test_line_screening_drops_lines_and_follows_a_day(float64: None) -> None:
@@ -468,23 +476,10 @@ def test_exact_overload_difference_on_the_gram_path_equals_the_generic_path(
     ``nonquadratic_exact_drop`` (lines skipped by their bound, the rest in chunks) equal the
     generic path's phi(x) - phi(x - z_i sigma_i) through the dense influence, in float64, from
     uncongested to congested periods and for steps that saturate the sigmoid."""
-    if rating_scale not in _SCREEN_DOMAINS:
-        _SCREEN_DOMAINS[rating_scale] = make("case30", overload_potential=100.0, rating_scale=rating_scale)
-    domain, env = _SCREEN_DOMAINS[rating_scale]
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        model = domain.make_model()
+    with _congested_period(rating_scale, steps, seed, action_scale) as (model, env, ctx, gen):
         model.EXACT_LINE_CHUNK = chunk
-        gen = torch.Generator().manual_seed(seed)
-        env.reset(list(range(env.num_envs)))
-        for _ in range(steps):
-            env.step(random_actions(env, gen, scale=action_scale))
-        ctx = env.model_context()
         actions, mean = random_actions(env, gen, scale=action_scale), random_actions(env, gen, scale=action_scale)
         assert model.gram_path(exact_difference=True)
         fast = guidance_weights(model, actions, ctx, True, mean_action=mean)
         slow = guidance_weights(model, actions, ctx, True, mean_action=mean, structured=False)
         torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9 * max(float(slow.abs().max()), 1e-12))
-    finally:
-        torch.set_default_dtype(old)
